@@ -1,0 +1,3 @@
+"""Flight Control for Python: the control plane for fleets of edge devices."""
+
+__version__ = "0.1.0"

@@ -71,7 +71,7 @@ class Errors:
     def __iter__(self):
         return iter(self.messages)
 
-    def extend(self, other: "Errors | list[str]") -> None:
+    def extend(self, other: Errors | list[str]) -> None:
         self.messages.extend(other)
 
     def invalid(self, path: str, value, detail: str) -> None:
@@ -85,7 +85,9 @@ class Errors:
 
     def unsupported(self, path: str, value, supported: list[str]) -> None:
         options = ", ".join(_quote(s) for s in supported)
-        self.messages.append(f"{path}: Unsupported value: {_quote(value)}: supported values: {options}")
+        self.messages.append(
+            f"{path}: Unsupported value: {_quote(value)}: supported values: {options}"
+        )
 
     def forbidden(self, path: str, detail: str) -> None:
         self.messages.append(f"{path}: Forbidden: {detail}")

@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint test-deps migrate token clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/.installed
+
+## Run the server on the embedded PostgreSQL (first start prints an admin token).
+run: setup
+	$(BIN)/flightctl-server serve
+
+migrate: setup
+	$(BIN)/flightctl-server migrate
+
+## Print a new API token for user "admin".
+token: setup
+	$(BIN)/flightctl-server create-token --username admin
+
+## Install what the tests need from Debian (when root), then lint and run every test.
+test: setup test-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-deps:
+	@bash scripts/install-test-deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

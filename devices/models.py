@@ -1,0 +1,50 @@
+"""The Device: one managed edge system, its desired spec and its reported status."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.fields.json import KT
+
+from flightctl.models import Resource
+
+
+def _status_column(path: str):
+    # Generated columns keep the selectable status fields indexable without a second source of
+    # truth: PostgreSQL recomputes them from the JSON on every write.
+    return models.GeneratedField(
+        expression=KT(path), output_field=models.CharField(max_length=64), db_persist=True
+    )
+
+
+class Device(Resource):
+    """A physical or virtual Linux system enrolled with the service, named by the fingerprint
+    of its identity key.
+
+    ``spec`` is what the device should run (set directly, or by its owning fleet's rollout);
+    ``status`` is what its agent last reported, with the service-side summary fields
+    (``summary``, ``updated``, ``applicationsSummary``, ``lifecycle``) computed on every write.
+    ``last_seen`` is kept apart from ``status`` because the reference never serialises it and
+    because agents refresh it far more often than anything else changes.
+    """
+
+    last_seen = models.DateTimeField(null=True, blank=True)
+    alias = models.GeneratedField(
+        expression=KT("labels__alias"), output_field=models.CharField(max_length=64),
+        db_persist=True,
+    )
+    summary_status = _status_column("status__summary__status")
+    updated_status = _status_column("status__updated__status")
+    apps_status = _status_column("status__applicationsSummary__status")
+    lifecycle_status = _status_column("status__lifecycle__status")
+    os_mode = _status_column("status__capabilities__osMode")
+
+    class Meta:
+        ordering = ["name"]
+        indexes = Resource.resource_indexes("device") + [
+            models.Index(fields=["org_id", "summary_status"], name="device_summary"),
+            models.Index(fields=["org_id", "updated_status"], name="device_updated"),
+            models.Index(fields=["org_id", "apps_status"], name="device_apps"),
+            models.Index(fields=["org_id", "lifecycle_status"], name="device_lifecycle"),
+            models.Index(fields=["org_id", "alias"], name="device_alias"),
+        ]
+        constraints = Resource.resource_constraints("device")

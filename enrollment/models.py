@@ -1,0 +1,1 @@
+"""Enrollment: EnrollmentRequests and CertificateSigningRequests (see the identity issue)."""

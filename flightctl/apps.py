@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class FlightctlConfig(AppConfig):
+    """The project package doubles as the framework app: events, tokens, organizations."""
+
+    name = "flightctl"
+    verbose_name = "Flight Control"
+    default_auto_field = "django.db.models.BigAutoField"

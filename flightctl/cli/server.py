@@ -1,0 +1,236 @@
+"""``flightctl-server``: run and administer the control plane.
+
+``serve`` is one supervising process: it prepares the database (embedded by default), applies
+migrations, then runs the user API under gunicorn and the django-q2 task cluster as children,
+and stops them all — and the embedded PostgreSQL — on SIGTERM or SIGINT. If a child dies, the
+others are stopped and ``serve`` exits non-zero so a service manager restarts the whole set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from flightctl.config import ConfigError, load, parse_address
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load_config(data_dir: str | None, **overrides):
+    for key, value in overrides.items():
+        if value:
+            os.environ[f"FLIGHTCTL_{key.upper()}"] = str(value)
+    try:
+        config = load(data_dir)
+    except ConfigError as exc:
+        _fail(f"invalid configuration:\n{exc}", EXIT_CONFIG)
+    os.environ["FLIGHTCTL_DATA_DIR"] = str(config.data_dir)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return config
+
+
+@contextmanager
+def database(config):
+    """Yield with FLIGHTCTL_DATABASE_URL set; start/stop the embedded server when needed."""
+    embedded = None
+    if config.embedded_database:
+        from flightctl.database import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(config.data_dir)
+        try:
+            config.database_url = embedded.start()
+        except Exception as exc:  # surface initdb/start failures as one line
+            _fail(f"could not start the embedded PostgreSQL in {embedded.pgdata}: {exc}")
+        click.echo(f"Embedded PostgreSQL running in {embedded.pgdata}", err=True)
+    os.environ["FLIGHTCTL_DATABASE_URL"] = config.database_url
+    try:
+        yield config.database_url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _django_setup():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flightctl.settings")
+    import django
+
+    django.setup()
+
+
+def _migrate(verbosity: int = 0) -> None:
+    from django.core.management import call_command
+
+    try:
+        call_command("migrate", interactive=False, verbosity=verbosity)
+    except Exception as exc:
+        _fail(f"database migration failed: {str(exc).splitlines()[0]}")
+
+
+def _issue_token(username: str, description: str) -> str:
+    from django.contrib.auth import get_user_model
+
+    from flightctl.models import ApiToken
+
+    user, created = get_user_model().objects.get_or_create(
+        username=username, defaults={"is_staff": True, "is_superuser": True}
+    )
+    return ApiToken.issue(user, description=description)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    envvar="FLIGHTCTL_DATA_DIR",
+    type=click.Path(file_okay=False),
+    help="State directory (database, PKI, secrets). Env: FLIGHTCTL_DATA_DIR.",
+)
+
+
+@click.group()
+@click.version_option(package_name="flightctl", prog_name="flightctl-server")
+def main():
+    """Flight Control server."""
+
+
+@main.command()
+@data_dir_option
+def migrate(data_dir):
+    """Apply database migrations and exit."""
+    config = _load_config(data_dir)
+    with database(config):
+        _django_setup()
+        _migrate(verbosity=1)
+
+
+@main.command("create-token")
+@data_dir_option
+@click.option("--username", required=True, help="User to issue the token for (created as an "
+              "administrator if it does not exist).")
+@click.option("--description", default="created by flightctl-server create-token")
+def create_token(data_dir, username, description):
+    """Print a new bearer token for USERNAME."""
+    config = _load_config(data_dir)
+    with database(config):
+        _django_setup()
+        _migrate()
+        click.echo(_issue_token(username, description))
+
+
+@main.command("check-config")
+@data_dir_option
+def check_config(data_dir):
+    """Validate the configuration and print the effective settings."""
+    config = _load_config(data_dir)
+    for key, value in sorted(vars(config).items()):
+        if key != "secret_key":
+            click.echo(f"{key}: {value}")
+
+
+def _bootstrap_admin_token(config) -> None:
+    """On a fresh installation, create user ``admin`` and show its token once."""
+    from django.contrib.auth import get_user_model
+
+    from flightctl.pki import write_private
+
+    if get_user_model().objects.exists():
+        return
+    token = _issue_token("admin", "bootstrap token of the first start")
+    path = Path(config.data_dir) / "admin-token"
+    write_private(path, (token + "\n").encode())
+    click.echo(f"Created user 'admin'. Its API token (also saved in {path}, mode 0600):\n"
+               f"  {token}", err=True)
+
+
+class Supervisor:
+    """Runs the child processes and tears them down together."""
+
+    def __init__(self):
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        self.children[name] = subprocess.Popen(argv, env=os.environ.copy())
+
+    def stop(self, *_signal) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        code = 0
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    click.echo(f"{name} exited with {child.returncode}; stopping", err=True)
+                    self.stopping, code = True, 1
+                    break
+            time.sleep(0.2)
+        self.terminate()
+        return code
+
+    def terminate(self, grace: float = 20.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+@main.command()
+@data_dir_option
+@click.option("--address", envvar="FLIGHTCTL_ADDRESS", help="User API HOST:PORT "
+              "(default 0.0.0.0:3443). Env: FLIGHTCTL_ADDRESS.")
+@click.option("--agent-address", envvar="FLIGHTCTL_AGENT_ADDRESS", help="Agent API HOST:PORT "
+              "(default 0.0.0.0:7443). Env: FLIGHTCTL_AGENT_ADDRESS.")
+@click.option("--workers", type=int, envvar="FLIGHTCTL_WORKERS", help="gunicorn worker "
+              "processes for the user API (default 2).")
+def serve(data_dir, address, agent_address, workers):
+    """Run the API servers and the task workers until SIGTERM/SIGINT."""
+    config = _load_config(data_dir, address=address, agent_address=agent_address,
+                          workers=workers)
+    from flightctl.pki import ensure_server_certificate
+
+    if config.tls_cert_file:
+        cert_file, key_file = config.tls_cert_file, config.tls_key_file
+    else:
+        cert_file, key_file = ensure_server_certificate(config.data_dir, "server",
+                                                        config.alt_names)
+    with database(config):
+        _django_setup()
+        _migrate()
+        _bootstrap_admin_token(config)
+        host, port = parse_address(config.address)
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        supervisor = Supervisor()
+        supervisor.spawn("api", [
+            sys.executable, "-m", "gunicorn", "flightctl.wsgi:application",
+            "--bind", bind, "--certfile", str(cert_file), "--keyfile", str(key_file),
+            "--workers", str(config.workers), "--threads", str(config.threads),
+            "--worker-class", "gthread", "--log-level", config.log_level,
+            "--graceful-timeout", "15", "--timeout", "60",
+        ])
+        supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
+        click.echo(f"Flight Control API on {config.user_api_url()} "
+                   f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'})", err=True)
+        code = supervisor.run()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

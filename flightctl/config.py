@@ -1,0 +1,201 @@
+"""Server configuration: one validated object built from a YAML file and FLIGHTCTL_* variables.
+
+Every setting has one name used in three places: the YAML key (``database_url``), the
+environment variable (``FLIGHTCTL_DATABASE_URL``) and the attribute of :class:`Config`. The
+environment wins over the file, the file over the defaults. Scripts and monitoring depend on
+these names, so they are part of the product's interface: add new ones, never rename.
+
+The file is ``$FLIGHTCTL_CONFIG`` if set, else ``<data dir>/config.yaml`` if it exists.
+Validation happens once at start-up and fails with one precise line per problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ENV_PREFIX = "FLIGHTCTL_"
+_DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found in the configuration, one per line."""
+
+
+def default_data_dir() -> Path:
+    import warnings
+
+    import platformdirs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_data_dir("flightctl", appauthor=False))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``5m``, ``30s`` or ``1h``."""
+    match = _DURATION_RE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) into its parts, validated."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid address {text!r} (expected HOST:PORT, e.g. 0.0.0.0:3443)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+@dataclass
+class Config:
+    """The server's settings after defaults, file and environment have been merged."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str = ""
+    address: str = "0.0.0.0:3443"
+    agent_address: str = "0.0.0.0:7443"
+    # What users and devices are told to connect to; derived from the addresses when empty.
+    base_url: str = ""
+    agent_endpoint: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    alt_names: list[str] = field(default_factory=list)
+    workers: int = 2
+    threads: int = 4
+    task_workers: int = 1
+    log_level: str = "info"
+    device_disconnected_timeout: str = "5m"
+    event_retention: str = "168h"
+    secret_key: str = ""
+
+    @property
+    def disconnected_timeout_seconds(self) -> float:
+        return parse_duration(self.device_disconnected_timeout)
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    def public_host(self) -> str:
+        host, _ = parse_address(self.address)
+        return "localhost" if host in ("0.0.0.0", "::") else host
+
+    def user_api_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return f"https://{self.public_host()}:{parse_address(self.address)[1]}"
+
+    def agent_api_url(self) -> str:
+        if self.agent_endpoint:
+            return self.agent_endpoint.rstrip("/")
+        return f"https://{self.public_host()}:{parse_address(self.agent_address)[1]}"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, raw, problems: list[str], source: str):
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            value = int(raw)
+            if value < 1:
+                raise ValueError("must be at least 1")
+            return value
+        if kind == "list[str]":
+            if isinstance(raw, str):
+                return [part.strip() for part in raw.split(",") if part.strip()]
+            if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+                return raw
+            raise ValueError("must be a list of strings")
+        if kind == "Path":
+            return Path(os.path.expanduser(str(raw)))
+        if not isinstance(raw, (str, int, float)):
+            raise ValueError("must be a string")
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{source}: {exc}")
+        return _FIELDS[name].default
+
+
+def _validate(config: Config, problems: list[str]) -> None:
+    for name in ("address", "agent_address"):
+        try:
+            host, _ = parse_address(getattr(config, name))
+            if host not in ("localhost",) and not re.match(r"^[A-Za-z0-9.-]+$", host):
+                ipaddress.ip_address(host)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    for name in ("device_disconnected_timeout", "event_retention"):
+        try:
+            parse_duration(getattr(config, name))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if config.log_level.lower() not in LOG_LEVELS:
+        allowed = ", ".join(LOG_LEVELS)
+        problems.append(f"log_level: must be one of {allowed}, not {config.log_level!r}")
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        problems.append("tls_cert_file and tls_key_file must be given together")
+    for name in ("tls_cert_file", "tls_key_file"):
+        value = getattr(config, name)
+        if value and not Path(value).is_file():
+            problems.append(f"{name}: no such file: {value}")
+    if config.database_url and not re.match(r"^postgres(ql)?://", config.database_url):
+        problems.append("database_url: must be a postgres:// or postgresql:// URL (PostgreSQL is "
+                        "the only supported database)")
+    for name in ("base_url", "agent_endpoint"):
+        value = getattr(config, name)
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            problems.append(f"{name}: must be an http(s) URL, not {value!r}")
+
+
+def load(data_dir: str | os.PathLike | None = None, environ=None) -> Config:
+    """Build the configuration; raises :class:`ConfigError` listing every problem."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    values: dict = {}
+
+    dir_value = data_dir or environ.get(ENV_PREFIX + "DATA_DIR")
+    if dir_value:
+        values["data_dir"] = Path(os.path.expanduser(str(dir_value)))
+    base_dir = values.get("data_dir") or default_data_dir()
+
+    config_file = environ.get(ENV_PREFIX + "CONFIG")
+    path = Path(config_file) if config_file else base_dir / "config.yaml"
+    if config_file and not path.is_file():
+        problems.append(f"FLIGHTCTL_CONFIG: no such file: {config_file}")
+    elif path.is_file():
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0])
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: must be a mapping of setting names to values")
+        for key, raw in document.items():
+            name = str(key).replace("-", "_")
+            if name not in _FIELDS:
+                problems.append(f"{path}: unknown setting {key!r}")
+            elif name != "data_dir" or "data_dir" not in values:
+                values[name] = _coerce(name, raw, problems, f"{path}: {key}")
+
+    for name in _FIELDS:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and name != "data_dir":
+            values[name] = _coerce(name, raw, problems, ENV_PREFIX + name.upper())
+
+    config = Config(**values)
+    _validate(config, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config

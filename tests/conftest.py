@@ -1,0 +1,85 @@
+"""Shared fixtures: a real PostgreSQL, an authenticated API client, reference manifests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REFERENCE.exists():  # CI lays shared/ beside the clone
+    REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+_embedded = None
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """Use the configured PostgreSQL, else 127.0.0.1:5432, else start an embedded one."""
+    global _embedded
+    from django.conf import settings
+
+    if os.environ.get("FLIGHTCTL_DATABASE_URL") or _reachable("127.0.0.1", 5432):
+        return
+    from flightctl.database import EmbeddedPostgres
+    from flightctl.settings import database_from_url
+
+    _embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="fctl-test-pg-")))
+    settings.DATABASES["default"].update(database_from_url(_embedded.start()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _embedded is not None:
+        _embedded.stop()
+
+
+@pytest.fixture
+def admin_user(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def token(admin_user):
+    from flightctl.models import ApiToken
+
+    return ApiToken.issue(admin_user)
+
+
+@pytest.fixture
+def api(token):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def anon(db):
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def load_example(name: str) -> dict:
+    return yaml.safe_load((REFERENCE / "examples" / name).read_text())
+
+
+def patch(client, url: str, ops: list):
+    import json
+
+    return client.generic("PATCH", url, json.dumps(ops), content_type="application/json-patch+json")

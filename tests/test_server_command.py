@@ -1,0 +1,127 @@
+"""``flightctl-server`` as users run it: a real process on the embedded PostgreSQL over HTTPS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(data_dir: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTCTL_")}
+    env.update({"FLIGHTCTL_DATA_DIR": str(data_dir), **extra})
+    return env
+
+
+def get(url: str, ca: Path, token: str | None = None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # verify= on each call: REQUESTS_CA_BUNDLE in the environment would override a session's.
+    return requests.get(url, verify=str(ca), headers=headers, timeout=10)
+
+
+def wait_until_up(url: str, ca: Path, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early with {process.returncode}")
+        try:
+            if get(url, ca).status_code == 200:
+                return
+        except OSError:  # includes requests errors and the CA file not yet written
+            pass
+        time.sleep(0.5)
+    raise AssertionError("server did not come up")
+
+
+@pytest.fixture
+def running_server(tmp_path):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    process = subprocess.Popen(
+        [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{port}",
+         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1"],
+        env=server_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"https://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", data_dir / "pki" / "ca.crt", process)
+        yield process, base, data_dir
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_on_the_embedded_database_answers_device_lists_and_stops_cleanly(running_server):
+    process, base, data_dir = running_server
+    ca = data_dir / "pki" / "ca.crt"
+    token_file = data_dir / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+
+    r = get(f"{base}/api/v1/devices", ca, token)
+    assert r.status_code == 200
+    assert r.json()["kind"] == "DeviceList"
+    assert get(f"{base}/api/v1/devices", ca).status_code == 401
+
+    # A second token from the command line while the server runs on the same data directory.
+    second = subprocess.run([BIN / "flightctl-server", "create-token", "--username", "ops"],
+                            env=server_env(data_dir), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert get(f"{base}/api/v1/devices", ca, second.stdout.strip()).status_code == 200
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert output.count(token) == 1  # shown once, at the first start, and never logged again
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    deadline = time.monotonic() + 15
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_file.exists(), "embedded PostgreSQL still running after serve stopped"
+
+
+def test_an_invalid_setting_fails_fast_with_a_precise_message(tmp_path):
+    result = subprocess.run(
+        [BIN / "flightctl-server", "serve"],
+        env=server_env(tmp_path, FLIGHTCTL_ADDRESS="nowhere", FLIGHTCTL_LOG_LEVEL="loud"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "address: invalid address 'nowhere'" in result.stderr
+    assert "log_level: must be one of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_config_file_with_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "config.yaml").write_text("databse_url: postgres://x\n")
+    result = subprocess.run([BIN / "flightctl-server", "check-config"],
+                            env=server_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown setting 'databse_url'" in result.stderr
+
+
+def test_check_config_prints_the_effective_settings_without_secrets(tmp_path):
+    (tmp_path / "config.yaml").write_text("workers: 3\nsecret_key: hush\n")
+    result = subprocess.run([BIN / "flightctl-server", "check-config"],
+                            env=server_env(tmp_path, FLIGHTCTL_ADDRESS="127.0.0.1:9443"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "workers: 3" in result.stdout and "address: 127.0.0.1:9443" in result.stdout
+    assert "hush" not in result.stdout
