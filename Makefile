@@ -6,12 +6,13 @@ PYTEST_ARGS ?=
 
 .PHONY: setup run test lint test-deps migrate token clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@if [ -f agent/pyproject.toml ]; then $(BIN)/pip install -q -e './agent[test]'; fi
 	@touch $@
 
 setup: $(BIN)/.installed
@@ -28,7 +29,7 @@ token: setup
 	$(BIN)/flightctl-server create-token --username admin
 
 ## Install what the tests need from Debian (when root), then lint and run every test.
-test: setup test-deps
+test: test-deps setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 

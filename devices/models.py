@@ -28,6 +28,13 @@ class Device(Resource):
     """
 
     last_seen = models.DateTimeField(null=True, blank=True)
+    # The spec as the agent receives it (templates resolved, providers merged), its version
+    # (monotonic per device, 0 = never rendered) and a hash of its content, which gates
+    # re-renders so the version only moves when the content does.
+    rendered_spec = models.JSONField(null=True, blank=True)
+    rendered_version = models.BigIntegerField(default=0)
+    rendered_hash = models.CharField(max_length=64, blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True)
     alias = models.GeneratedField(
         expression=KT("labels__alias"), output_field=models.CharField(max_length=64),
         db_persist=True,

@@ -23,4 +23,6 @@ urlpatterns = [
     path("api/v1/events", views.EventViewSet.as_view({"get": "list"})),
     path("", include("devices.api.urls")),
     path("", include("fleets.api.urls")),
+    path("", include("enrollment.api.urls")),
+    path("", include("repos.api.urls")),
 ]
