@@ -35,6 +35,9 @@ class Device(Resource):
     rendered_version = models.BigIntegerField(default=0)
     rendered_hash = models.CharField(max_length=64, blank=True)
     rendered_at = models.DateTimeField(null=True, blank=True)
+    # Conditions the service owns (SpecValid, MultipleOwners). Kept apart from status.conditions
+    # because agents replace their status wholesale; merged into status.conditions on output.
+    service_conditions = models.JSONField(default=list, blank=True)
     alias = models.GeneratedField(
         expression=KT("labels__alias"), output_field=models.CharField(max_length=64),
         db_persist=True,

@@ -19,7 +19,22 @@ class DeviceSerializer(ResourceSerializer):
         return obj.spec or {}
 
     def status_representation(self, obj) -> dict:
-        return complete_status(obj.status)
+        status = complete_status(obj.status)
+        if obj.service_conditions:
+            own = {c.get("type") for c in obj.service_conditions}
+            status["conditions"] = [
+                c for c in status.get("conditions") or [] if c.get("type") not in own
+            ] + list(obj.service_conditions)
+        return status
+
+    def metadata(self, obj) -> dict:
+        meta = super().metadata(obj)
+        if obj.rendered_version:
+            meta["annotations"] = {
+                **meta.get("annotations", {}),
+                "device-controller/renderedVersion": str(obj.rendered_version),
+            }
+        return meta
 
     def validate_spec(self, spec, errors: Errors, *, instance=None) -> None:
         validate_device_spec(spec, errors, "spec")
