@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint test-deps migrate token clean
+.PHONY: setup run test lint test-deps migrate token clean rpm
 
 $(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,6 +35,10 @@ test: test-deps setup
 
 test-deps:
 	@bash scripts/install-test-deps.sh
+
+## Build the device agent's RPM (from its pip-built wheel) into dist/rpm.
+rpm: setup
+	PYTHON=$(BIN)/python bash agent/packaging/build-rpm.sh dist/rpm
 
 lint: setup
 	$(BIN)/ruff check .

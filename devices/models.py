@@ -56,5 +56,8 @@ class Device(Resource):
             models.Index(fields=["org_id", "apps_status"], name="device_apps"),
             models.Index(fields=["org_id", "lifecycle_status"], name="device_lifecycle"),
             models.Index(fields=["org_id", "alias"], name="device_alias"),
+            # The periodic connectivity check (devices.health.connectivity_changed) runs
+            # across organizations: summary first, then a last_seen range.
+            models.Index(fields=["summary_status", "last_seen"], name="device_connectivity"),
         ]
         constraints = Resource.resource_constraints("device")

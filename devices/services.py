@@ -6,6 +6,9 @@ rules for rendered specs, agent status and last-seen live in one place.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -39,22 +42,167 @@ def notify_rendered(device: Device) -> None:
         )
 
 
+class LastSeenBuffer:
+    """Last-seen times waiting to be written, flushed in one statement.
+
+    Every agent call refreshes its device's last-seen time. Written one UPDATE per call, that is
+    the agent API's most frequent database write (every long-poll, every status report); the
+    agent API process therefore buffers them here and a flusher thread writes the whole buffer
+    once a second with one ``UPDATE ... FROM unnest`` (the reference flushes every 15 s). A
+    device is not written again within ``granularity`` seconds of its previous write from this
+    process: connectivity is judged on a 5-minute scale, so rewriting the same row on every
+    request only churns PostgreSQL (dead tuples, WAL) without changing any answer.
+    """
+
+    def __init__(self, granularity: float = 5.0):
+        self.granularity = granularity
+        self._pending: dict[tuple, object] = {}
+        self._written: dict[tuple, float] = {}
+        self._lock = threading.Lock()
+        self.enabled = False
+
+    def add(self, org_id, name: str) -> None:
+        key = (str(org_id), name)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._written.get(key, -1e9) < self.granularity:
+                return  # written moments ago: nothing a reader could tell apart
+            self._written[key] = now
+            self._pending[key] = timezone.now()
+
+    def flush(self) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            if len(self._written) > 200_000:  # bound the memory of long-running processes
+                cutoff = time.monotonic() - self.granularity
+                self._written = {k: t for k, t in self._written.items() if t > cutoff}
+        if not pending:
+            return 0
+        from django.db import connection
+
+        orgs, names = zip(*pending.keys(), strict=True)
+        with connection.cursor() as cursor:
+            # Raw SQL: the ORM has no UPDATE ... FROM. GREATEST keeps a newer time written
+            # meanwhile by a status report (record_agent_status writes last_seen itself).
+            cursor.execute(
+                """
+                UPDATE devices_device AS d SET last_seen = GREATEST(d.last_seen, v.seen)
+                FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS v(org, name, seen)
+                WHERE d.org_id = v.org AND d.name = v.name
+                """,
+                [list(orgs), list(names), list(pending.values())],
+            )
+        return len(pending)
+
+    def run_flusher(self, interval: float = 1.0) -> threading.Thread:
+        """Turn batching on and flush every ``interval`` seconds in a daemon thread."""
+        import logging
+
+        from django.db import connection
+
+        log = logging.getLogger(__name__)
+        self.enabled = True
+
+        def loop():
+            while True:
+                time.sleep(interval)
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - a lost batch is only stale times
+                    log.warning("could not write last-seen times: %s", exc)
+                finally:
+                    connection.close()  # back to the pool between flushes
+
+        thread = threading.Thread(target=loop, name="last-seen-flusher", daemon=True)
+        thread.start()
+        return thread
+
+
+#: the process's buffer; only the agent API turns it on (elsewhere writes are immediate)
+last_seen_buffer = LastSeenBuffer()
+
+
 def touch_last_seen(org_id, name: str) -> None:
-    Device.objects.filter(org_id=org_id, name=name).update(last_seen=timezone.now())
+    """Record that the device called in now: buffered in the agent API process, otherwise one
+    immediate UPDATE (tests, management commands)."""
+    if last_seen_buffer.enabled:
+        last_seen_buffer.add(org_id, name)
+    else:
+        Device.objects.filter(org_id=org_id, name=name).update(last_seen=timezone.now())
+
+
+#: members the agent may report but whose ``Unknown`` means "no news": the stored value stays
+_KEEP_WHEN_UNKNOWN = ("applicationsSummary", "integrity")
+#: members only the service writes; whatever the agent sends for them is ignored
+_SERVICE_ONLY = ("summary", "updated", "lifecycle", "dependencySync")
+AGENT_ACTOR = "service:flightctl-agent-api"
+AGENT_COMPONENT = "flightctl-agent-api"
 
 
 def record_agent_status(device: Device, status: dict) -> Device:
-    """Store the status an agent reported, keeping the service-owned parts.
+    """Store the status an agent reported, refresh ``last_seen`` and recompute the service-side
+    members (api.md §4.3), recording the transitions as events.
 
-    The service computes ``summary``, ``updated``, ``applicationsSummary`` and ``lifecycle``
-    (api.md §4.3); an agent's ``Unknown`` for those is replaced by the stored value.
+    One transaction, constant queries: the row is locked and re-read together with its fleet's
+    TemplateVersion, written once, and its events inserted in one statement. Locking matters
+    because the periodic connectivity check may be recomputing the same row. AwaitingReconnect
+    and ConflictPaused survive because they follow the device's annotations, which agents
+    cannot touch. ``resourceVersion`` moves only when the status actually changed, so a
+    heartbeat that reports nothing new does not invalidate clients' cached versions.
     """
-    stored = complete_status(device.status)
-    merged = complete_status(status)
-    for key in ("summary", "updated", "applicationsSummary", "lifecycle", "integrity"):
-        if (merged.get(key) or {}).get("status") in (None, "", "Unknown"):
-            merged[key] = stored.get(key)
+    from devices.health import (
+        compute_service_status,
+        disconnected_timeout,
+        transition_events,
+        with_fleet_template_version,
+    )
+    from flightctl.models import Event
+
+    now = timezone.now()
     with transaction.atomic():
-        Device.objects.filter(pk=device.pk).update(status=merged, last_seen=timezone.now())
-    device.status = merged
+        current = (with_fleet_template_version(Device.objects.filter(pk=device.pk))
+                   .defer("rendered_spec").select_for_update(of=("self",)).get())
+        stored = current.status
+        before = complete_status(stored)
+        merged = complete_status(status)
+        merged.pop("lastSeen", None)
+        for key in _KEEP_WHEN_UNKNOWN:
+            if (merged.get(key) or {}).get("status") in (None, "", "Unknown"):
+                merged[key] = before.get(key)
+        for key in _SERVICE_ONLY:
+            if key in before:
+                merged[key] = before[key]
+            else:
+                merged.pop(key, None)
+        current.status, current.last_seen = merged, now
+        merged.update(compute_service_status(
+            current, now=now, disconnected_after=disconnected_timeout(),
+            fleet_template_version=current.fleet_template_version))
+        changed = merged != stored
+        version = current.resource_version + (1 if changed else 0)
+        written = {"updated_at": now} if changed else {}
+        Device.objects.filter(pk=current.pk).update(
+            status=merged, last_seen=now, resource_version=version, **written)
+        events = transition_events(current, before, merged, actor=AGENT_ACTOR,
+                                   component=AGENT_COMPONENT)
+        if events:
+            Event.objects.bulk_create(events)
+    device.status, device.last_seen, device.resource_version = merged, now, version
     return device
+
+
+def request_render(device: Device) -> None:
+    """Ask for ``device`` to be rendered again (its spec or its lifecycle overlays changed).
+
+    Placeholder: the renderer (fleets issue) replaces this with its own implementation, which
+    must be callable inside the caller's transaction.
+    """
+
+
+def request_fleet_render(fleet) -> None:
+    """Ask for every device owned by ``fleet`` to be rendered again (its fleet-level
+    application lifecycle changed).
+
+    Placeholder: the renderer (fleets issue) replaces this with a set-based implementation,
+    which must be callable inside the caller's transaction.
+    """

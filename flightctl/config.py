@@ -71,13 +71,39 @@ class Config:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     alt_names: list[str] = field(default_factory=list)
+    # Device identity: an operator-provided root CA (else created in <data dir>/pki), the TPM
+    # manufacturer CA certificates EK certificates must chain to, and how long a device's
+    # GET /rendered long-poll waits for a new render before answering 204.
+    ca_cert_file: str = ""
+    ca_key_file: str = ""
+    tpm_ca_files: list[str] = field(default_factory=list)
+    rendered_wait_timeout: str = "120s"
     workers: int = 2
     threads: int = 4
     task_workers: int = 1
     log_level: str = "info"
     device_disconnected_timeout: str = "5m"
     event_retention: str = "168h"
+    # Task queue: a task not acknowledged this long after delivery is delivered again (its
+    # worker is presumed dead); periodic jobs run at these intervals, once cluster-wide.
+    task_timeout: str = "120s"
+    rollout_interval: str = "30s"
+    connectivity_interval: str = "2m"
+    event_cleanup_interval: str = "10m"
     secret_key: str = ""
+    # Repositories and GitOps (docs/gitops.md): how often repositories are tested, ResourceSyncs
+    # re-read and git/http dependencies of device configuration probed for new content.
+    repository_check_interval: str = "2m"
+    resource_sync_interval: str = "2m"
+    dependency_sync_interval: str = "3m"
+    # Repository secrets are encrypted with this key (created 0600 when missing); every server
+    # process of one installation must see the same file. Default: <data dir>/encryption.key.
+    encryption_key_file: str = ""
+    # Host keys git-over-SSH repositories are checked against. Default: <data dir>/ssh/known_hosts.
+    ssh_known_hosts_file: str = ""
+    # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
+    resource_sync_ignore: list[str] = field(
+        default_factory=lambda: ["/metadata/resourceVersion"])
 
     @property
     def disconnected_timeout_seconds(self) -> float:
@@ -137,7 +163,10 @@ def _validate(config: Config, problems: list[str]) -> None:
                 ipaddress.ip_address(host)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
-    for name in ("device_disconnected_timeout", "event_retention"):
+    for name in ("device_disconnected_timeout", "event_retention", "task_timeout",
+                 "rollout_interval", "connectivity_interval", "event_cleanup_interval",
+                 "repository_check_interval", "resource_sync_interval",
+                 "dependency_sync_interval"):
         try:
             parse_duration(getattr(config, name))
         except ValueError as exc:
@@ -147,10 +176,19 @@ def _validate(config: Config, problems: list[str]) -> None:
         problems.append(f"log_level: must be one of {allowed}, not {config.log_level!r}")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         problems.append("tls_cert_file and tls_key_file must be given together")
-    for name in ("tls_cert_file", "tls_key_file"):
+    if bool(config.ca_cert_file) != bool(config.ca_key_file):
+        problems.append("ca_cert_file and ca_key_file must be given together")
+    for name in ("tls_cert_file", "tls_key_file", "ca_cert_file", "ca_key_file"):
         value = getattr(config, name)
         if value and not Path(value).is_file():
             problems.append(f"{name}: no such file: {value}")
+    for value in config.tpm_ca_files:
+        if not Path(value).is_file():
+            problems.append(f"tpm_ca_files: no such file: {value}")
+    try:
+        parse_duration(config.rendered_wait_timeout)
+    except ValueError as exc:
+        problems.append(f"rendered_wait_timeout: {exc}")
     if config.database_url and not re.match(r"^postgres(ql)?://", config.database_url):
         problems.append("database_url: must be a postgres:// or postgresql:// URL (PostgreSQL is "
                         "the only supported database)")

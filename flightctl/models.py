@@ -145,3 +145,22 @@ class ApiToken(models.Model):
     @classmethod
     def lookup(cls, token: str):
         return cls.objects.select_related("user").filter(digest=_hash_token(token)).first()
+
+
+class PeriodicJob(models.Model):
+    """A periodic duty (rollout progression, connectivity checks, event retention).
+
+    Each job runs as a chain of django-q tasks, each scheduling the next. The row is the
+    cluster-wide lock and clock: a tick runs only while holding the row (``FOR UPDATE SKIP
+    LOCKED``) and only when ``next_due`` has come, so however many servers and workers run, a
+    job runs once per interval; a chain lost with a dead worker is re-seeded by a django-q
+    schedule that checks for stale rows every minute.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    next_due = models.DateTimeField()
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name

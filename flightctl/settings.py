@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
-from flightctl.config import ConfigError, load
+from flightctl.config import ConfigError, load, parse_duration
 
 try:
     CONFIG = load()
@@ -146,12 +146,15 @@ Q_CLUSTER = {
     "name": "flightctl",
     "orm": "default",
     "workers": CONFIG.task_workers,
-    "timeout": 300,
-    "retry": 360,
-    "max_attempts": 5,
+    "timeout": int(parse_duration(CONFIG.task_timeout)),
+    # Redelivery must come after the timeout; our own retry policy handles failures, so
+    # django-q's attempt counter only guards against poison messages that crash workers.
+    "retry": int(parse_duration(CONFIG.task_timeout)) + 15,
+    "max_attempts": 10,
     "catch_up": False,
     "poll": 0.5,
-    "ack_failures": True,
+    # A task killed by the timeout (or with its worker) must be delivered again, not dropped.
+    "ack_failures": False,
     "save_limit": 1000,
     "label": "Tasks",
 }

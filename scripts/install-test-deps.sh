@@ -3,7 +3,13 @@
 # otherwise it only checks and says what is missing. Safe to run repeatedly.
 set -euo pipefail
 
-packages=(git)
+# swtpm/swtpm-tools: the software TPM of the TPM attestation tests (swtpm_setup provisions EK
+# certificates); libtss2-dev: headers tpm2-pytss builds against; tpm2-tools: for debugging.
+# git/openssh-server/apache2-utils: repository tests serve git over git daemon, smart HTTP and
+# SSH on loopback and protect the loopback docker-registry with an htpasswd (bcrypt) file.
+# podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
+# from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools libtss2-dev podman docker-registry busybox-static rpm)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 
@@ -21,7 +27,8 @@ if ((${#missing[@]})); then
     exit 1
   fi
 fi
-# On CI machines of this project's kind the shared preparation script also fixes podman.
-if [[ -x "$prepare" && $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-0}" == 1 ]]; then
+# On CI machines of this project's kind the shared preparation script also fixes podman (its
+# cgroup and rlimit quirks there); FLIGHTCTL_PREPARE_HOST=0 opts out.
+if [[ -f "$prepare" && $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then
   bash "$prepare"
 fi

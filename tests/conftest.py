@@ -30,6 +30,8 @@ def django_db_modify_db_settings():
     global _embedded
     from django.conf import settings
 
+    # One test database per run, so concurrent runs on one server do not drop each other's.
+    settings.DATABASES["default"]["TEST"]["NAME"] = f"test_flightctl_{os.getpid()}"
     if os.environ.get("FLIGHTCTL_DATABASE_URL") or _reachable("127.0.0.1", 5432):
         return
     from flightctl.database import EmbeddedPostgres

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+from django.db import transaction
 from rest_framework.response import Response
 
+from devices import lifecycle
 from devices.api.serializers import DeviceSerializer
 from devices.filtersets import DEVICE_FIELDS
+from devices.health import apply_service_status
 from devices.models import Device
-from devices.status import initial_status
+from devices.status import complete_status, initial_status
 from devices.summary import summarize_queryset, summarize_rows
 from flightctl.api.errors import bad_request, conflict
 from flightctl.api.resources import ResourceViewSet
@@ -76,3 +79,27 @@ class DeviceViewSet(ResourceViewSet):
         if device.last_seen is None:
             return Response(status=204)
         return Response({"lastSeen": timestamp(device.last_seen)})
+
+    def merge_status(self, obj, status: dict) -> dict:
+        """A user's status write: the members the service owns are recomputed (and their
+        transitions recorded) as for an agent report, but ``last_seen`` is not refreshed:
+        only the device itself proves it is alive (api.md §1, status subresource)."""
+        new = complete_status(status)
+        new.pop("lastSeen", None)
+        new["lifecycle"] = complete_status(obj.status)["lifecycle"]
+        return apply_service_status(obj, new, actor=self.actor, component="flightctl-api")
+
+    def decommission(self, request, name: str):
+        """``PUT /devices/{name}/decommission``: schedule the device for decommissioning."""
+        target = lifecycle.parse_decommission(request.data)
+        with transaction.atomic():
+            device = self.get_object(name, lock=True)
+            lifecycle.decommission_device(device, target, actor=self.actor)
+        return Response(self.represent(device))
+
+    def application_action(self, request, name: str, appname: str, action: str):
+        """``POST /devices/{name}/applications/{appname}/actions/{stop|start|restart}``."""
+        with transaction.atomic():
+            device = self.get_object(name, lock=True)
+            lifecycle.device_application_action(device, appname, action, actor=self.actor)
+        return Response(self.represent(device))

@@ -37,3 +37,28 @@ class FleetViewSet(ResourceViewSet):
             f"spec.{part}" for part in ("selector", "template") if old.get(part) != new.get(part)
         ]
         return changed or ["spec"]
+
+    # -- device-side extras (devices app: devices/summary.py, devices/lifecycle.py) -----------
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """``addDevicesSummary=true`` on GET (list or one fleet): ``status.devicesSummary``
+        over member devices, one grouped query for the whole page (api.md §4.4)."""
+        if (getattr(self, "action", None) in ("list", "retrieve") and response.status_code == 200
+                and request.query_params.get("addDevicesSummary", "").lower() == "true"):
+            from devices.summary import add_devices_summaries
+
+            items = response.data["items"] if self.action == "list" else [response.data]
+            add_devices_summaries(self.org_id, items)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def application_action(self, request, name: str, appname: str, action: str):
+        """``POST /fleets/{name}/applications/{appname}/actions/{stop|start}``."""
+        from django.db import transaction
+        from rest_framework.response import Response
+
+        from devices.lifecycle import fleet_application_action
+
+        with transaction.atomic():
+            fleet = self.get_object(name, lock=True)
+            fleet_application_action(fleet, appname, action, actor=self.actor)
+        return Response(self.represent(fleet))

@@ -17,6 +17,8 @@ KINDS = [
     # plural, kind, has status subresource, extra item subresources (suffix, methods)
     ("devices", "Device", True, [("lastseen", ["get"])]),
     ("fleets", "Fleet", True, []),
+    ("repositories", "Repository", False, []),
+    ("resourcesyncs", "ResourceSync", False, []),
 ]
 
 LIST_PARAMS = [
@@ -115,6 +117,36 @@ def _kind_schemas(kind: str) -> dict:
     }
 
 
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_APPNAME = {"name": "appname", "in": "path", "required": True, "schema": {"type": "string"}}
+ADD_DEVICES_SUMMARY = {"name": "addDevicesSummary", "in": "query", "schema": {"type": "boolean"}}
+
+
+def _action_paths() -> dict:
+    """Device and fleet operations beyond CRUD: decommission, application lifecycle."""
+
+    def operation(operation_id: str, kind: str, body: dict | None = None) -> dict:
+        op = {"operationId": operation_id,
+              "responses": {"200": {"description": "OK", **_json(_ref(kind))},
+                            **_errors(400, 401, 404, 409)}}
+        if body:
+            op["requestBody"] = {"required": True, **_json(body)}
+        return op
+
+    paths = {"/api/v1/devices/{name}/decommission": {"parameters": [_NAME], "put": operation(
+        "decommissionDevice", "Device",
+        {"type": "object", "required": ["target"], "properties": {
+            "target": {"type": "string", "enum": ["Unenroll", "FactoryReset"]}}})}}
+    for plural, kind, actions in (("devices", "Device", ("stop", "start", "restart")),
+                                  ("fleets", "Fleet", ("stop", "start"))):
+        for action in actions:
+            paths[f"/api/v1/{plural}/{{name}}/applications/{{appname}}/actions/{action}"] = {
+                "parameters": [_NAME, _APPNAME],
+                "post": operation(f"{action}{kind}Application", kind),
+            }
+    return paths
+
+
 @cache
 def document() -> dict:
     paths: dict = {
@@ -161,6 +193,10 @@ def document() -> dict:
     for plural, kind, status, extras in KINDS:
         paths.update(_kind_paths(plural, kind, status, extras))
         schemas.update(_kind_schemas(kind))
+    paths.update(_action_paths())
+    fleets = paths["/api/v1/fleets"]["get"]
+    fleets["parameters"] = [*fleets["parameters"], ADD_DEVICES_SUMMARY]
+    paths["/api/v1/fleets/{name}"]["get"]["parameters"] = [ADD_DEVICES_SUMMARY]
     return {
         "openapi": "3.0.1",
         "info": {"title": "Flight Control for Python API", "version": __version__,

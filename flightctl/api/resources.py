@@ -39,6 +39,36 @@ from flightctl.models import DEFAULT_ORG_ID, Organization
 
 PATCH_OPS = {"add", "replace", "remove", "test"}
 
+#: Follow-up work per kind, registered by the apps that own it (see ``on_write``). Hooks run
+#: inside the write's transaction, so whatever they enqueue commits with the write.
+WRITE_HOOKS: dict[str, list] = {}
+DELETE_HOOKS: dict[str, list] = {}
+
+
+def on_write(kind: str):
+    """Register ``hook(obj, *, created, changed)`` to run after every API write of ``kind``."""
+
+    def register(hook):
+        WRITE_HOOKS.setdefault(kind, []).append(hook)
+        return hook
+
+    return register
+
+
+def on_delete(kind: str):
+    """Register ``hook(obj)`` to run after every API delete of ``kind``."""
+
+    def register(hook):
+        DELETE_HOOKS.setdefault(kind, []).append(hook)
+        return hook
+
+    return register
+
+
+def run_write_hooks(kind: str, obj, *, created: bool, changed: list[str]) -> None:
+    for hook in WRITE_HOOKS.get(kind, ()):
+        hook(obj, created=created, changed=changed)
+
 COMMON_FIELDS = {
     "metadata.name": Field("name"),
     "metadata.owner": Field("owner"),
@@ -145,10 +175,13 @@ class ResourceViewSet(viewsets.ViewSet):
         return {}
 
     def after_write(self, obj, *, created: bool, changed: list[str]) -> None:
-        """Runs in the write's transaction: enqueue follow-up work here."""
+        """Runs in the write's transaction: the registered follow-up hooks of the kind."""
+        run_write_hooks(self.kind, obj, created=created, changed=changed)
 
     def after_delete(self, obj) -> None:
         """Runs in the delete's transaction."""
+        for hook in DELETE_HOOKS.get(self.kind, ()):
+            hook(obj)
 
     def filter_list(self, queryset, request):
         """Kind-specific list query parameters."""

@@ -204,17 +204,20 @@ def serve(data_dir, address, agent_address, workers):
     """Run the API servers and the task workers until SIGTERM/SIGINT."""
     config = _load_config(data_dir, address=address, agent_address=agent_address,
                           workers=workers)
-    from flightctl.pki import ensure_server_certificate
+    from flightctl.pki import PKI
 
+    pki = PKI.from_config(config)  # creates the CA and its signers on the first start
     if config.tls_cert_file:
         cert_file, key_file = config.tls_cert_file, config.tls_key_file
     else:
-        cert_file, key_file = ensure_server_certificate(config.data_dir, "server",
-                                                        config.alt_names)
+        cert_file, key_file = pki.server_certificate("server", config.alt_names)
     with database(config):
         _django_setup()
         _migrate()
         _bootstrap_admin_token(config)
+        from flightctl.tasks import install_schedule
+
+        install_schedule()  # periodic jobs: seed their chains and the watchdog schedule
         host, port = parse_address(config.address)
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         supervisor = Supervisor()
@@ -226,8 +229,15 @@ def serve(data_dir, address, agent_address, workers):
             "--graceful-timeout", "15", "--timeout", "60",
         ])
         supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
+        agent_host, agent_port = parse_address(config.agent_address)
+        supervisor.spawn("agent-api", [
+            sys.executable, "-m", "flightctl.agent_api", "--host", agent_host,
+            "--port", str(agent_port), "--certfile", str(cert_file), "--keyfile", str(key_file),
+            "--ca-certs", str(pki.bundle_path), "--log-level", config.log_level,
+        ])
         click.echo(f"Flight Control API on {config.user_api_url()} "
-                   f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'})", err=True)
+                   f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'}), agent API on "
+                   f"{config.agent_api_url()}", err=True)
         code = supervisor.run()
     sys.exit(code)
 

@@ -1,0 +1,469 @@
+"""Rollouts: moving a fleet's devices to its newest TemplateVersion, batch by batch.
+
+Two steps per device, both set-based (pages of 1,000 rows, one UPDATE per page):
+
+* **dispatch** writes the device's spec (the TemplateVersion resolved for it) and the
+  annotation ``fleet-controller/templateVersion``; a resolution error (e.g. a missing label)
+  marks only that device (``lastRolloutError``, ``SpecValid=False``);
+* **render** turns the spec into what the agent receives (``devices.rendering``), gated by the
+  disruption budget: per group of ``groupBy`` label values, no more than ``maxUnavailable``
+  devices may be busy (rendered but not yet reported) and at least ``minAvailable`` must stay
+  available.
+
+Without ``deviceSelection`` every member is dispatched at once. With a ``BatchSequence`` the
+fleet walks this state machine, kept in fleet annotations and advanced by :func:`progress`
+(each periodic tick, and right after anything that may unblock it):
+
+    batchNumber: -1 (preliminary) -> 0 .. n-1 (explicit batches) -> n (final implicit batch)
+                 -> n+1 (finished: RolloutInProgress=False/Inactive)
+
+A batch is *selected* (devices marked ``selectedForRollout``), must be *approved*
+(automatically when the previous batch met its success threshold and the approval method is
+automatic; by ``approve`` otherwise), is *dispatched*, and is *complete* when every selected
+device has rendered the TemplateVersion and has either reported it, failed (``Updating`` reason
+``Error``) or timed out (``defaultUpdateTimeout``). Completing writes the batch report; a report
+below the threshold suspends the rollout (``Suspended``) until someone approves. ``pause``
+stops all progress (``Suspended``, "paused") until ``resume``. A new TemplateVersion or a
+changed batch definition restarts from the preliminary batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from devices.models import Device
+from devices.rendering import render_devices
+from fleets import choices as c
+from fleets.conditions import set_condition
+from fleets.models import Fleet, TemplateVersion
+from fleets.selection import label_selector_q
+from fleets.templates import TemplateError, current_template_version, device_spec
+from flightctl.api.events import record_event
+from flightctl.config import parse_duration
+
+PAGE = 1000
+ACTOR = "service:flightctl-worker"
+ROLLOUT = "RolloutInProgress"
+INACTIVE = "Rollout is not in progress"
+
+
+def _members(fleet: Fleet):
+    return Device.objects.filter(org_id=fleet.org_id, owner=f"Fleet/{fleet.name}")
+
+
+def _on_tv(tv_name: str) -> Q:
+    # Containment rather than a key lookup: ``annotations->'k' = v`` is NULL for a missing key,
+    # so its negation would silently drop devices that never had the annotation.
+    return Q(annotations__contains={c.DEVICE_TV: tv_name})
+
+
+def _event(fleet: Fleet, reason: str, message: str, details: dict | None = None,
+           type_: str = "Normal") -> None:
+    record_event(fleet.org_id, "Fleet", fleet.name, reason, message, actor=ACTOR, type=type_,
+                 details=details, component="flightctl-worker")
+
+
+def _bulk_update(sql: str, rows: list[tuple]) -> None:
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+
+
+def dispatch(fleet: Fleet, tv: TemplateVersion, devices, *, refresh: bool = False) -> int:
+    """Write the TemplateVersion's spec, resolved per device, to ``devices`` not yet on it
+    (``refresh``: also to those on it, e.g. after their labels changed)."""
+    dispatched = 0
+    queryset = (devices if refresh else devices.exclude(_on_tv(tv.name))).order_by("pk")
+    last_pk = 0
+    while True:
+        with transaction.atomic():
+            page = list(queryset.filter(pk__gt=last_pk).select_for_update()[:PAGE])
+            if not page:
+                break
+            last_pk = page[-1].pk
+            ok, failed = [], []
+            for device in page:
+                annotations = dict(device.annotations or {})
+                try:
+                    spec = device_spec(tv.status, device)
+                except TemplateError as exc:
+                    annotations[c.ROLLOUT_ERROR] = str(exc)
+                    conditions = [x for x in device.service_conditions or []
+                                  if x.get("type") != "SpecValid"]
+                    conditions.append({"type": "SpecValid", "status": "False",
+                                       "reason": "Invalid", "message": str(exc),
+                                       "lastTransitionTime": timezone.now().strftime(
+                                           "%Y-%m-%dT%H:%M:%SZ")})
+                    failed.append((device.pk, json.dumps(annotations), json.dumps(conditions)))
+                    continue
+                annotations.pop(c.ROLLOUT_ERROR, None)
+                annotations[c.DEVICE_TV] = tv.name
+                ok.append((device.pk, json.dumps(spec), json.dumps(annotations),
+                           spec != (device.spec or {})))
+            # Raw UPDATE ... FROM unnest: one statement per page instead of one per device.
+            _bulk_update(
+                """
+                UPDATE devices_device AS d SET spec = v.spec::jsonb,
+                    annotations = v.annotations::jsonb,
+                    generation = d.generation + (CASE WHEN v.changed THEN 1 ELSE 0 END),
+                    resource_version = d.resource_version + 1
+                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[])
+                     AS v(id, spec, annotations, changed)
+                WHERE d.id = v.id
+                """, ok)
+            _bulk_update(
+                """
+                UPDATE devices_device AS d SET annotations = v.annotations::jsonb,
+                    service_conditions = v.conditions::jsonb,
+                    resource_version = d.resource_version + 1
+                FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, annotations, conditions)
+                WHERE d.id = v.id
+                """, failed)
+            dispatched += len(ok)
+    render_pending(fleet, tv)
+    return dispatched
+
+
+# -- render, within the disruption budget -----------------------------------------------------
+
+
+def _reported(device: Device) -> str:
+    return str(((device.status or {}).get("config") or {}).get("renderedVersion") or "")
+
+
+def _busy(device: Device) -> bool:
+    return device.rendered_version > 0 and _reported(device) != str(device.rendered_version)
+
+
+def _render(devices: list[Device], fleet: Fleet) -> int:
+    annotations = fleet.annotations or {}
+    for device in devices:
+        device.fleet_annotations = annotations
+    return render_devices(devices)
+
+
+def render_pending(fleet: Fleet, tv: TemplateVersion) -> int:
+    """Render dispatched devices that have not rendered ``tv`` yet, as the budget allows."""
+    pending = _members(fleet).filter(_on_tv(tv.name)).exclude(
+        annotations__contains={c.RENDERED_TV: tv.name})
+    budget = ((fleet.spec or {}).get("rolloutPolicy") or {}).get("disruptionBudget")
+    rendered = 0
+    with transaction.atomic():
+        if not budget:
+            while True:
+                page = list(pending.select_for_update().order_by("pk")[:PAGE])
+                if not page:
+                    break
+                rendered += _render(page, fleet)
+                if len(page) < PAGE:
+                    break
+            return rendered
+        group_by = budget.get("groupBy") or []
+        groups: dict[tuple, dict] = {}
+        pending_ids = set(pending.values_list("pk", flat=True))
+        for device in _members(fleet).select_for_update().only(
+                "pk", "org_id", "name", "labels", "status", "rendered_version", "rendered_hash",
+                "rendered_spec", "spec", "annotations", "service_conditions", "summary_status"):
+            key = tuple((device.labels or {}).get(k) for k in group_by)
+            group = groups.setdefault(key, {"total": 0, "connected": 0, "busy": 0, "todo": []})
+            group["total"] += 1
+            if device.summary_status != "Unknown":
+                group["connected"] += 1
+                group["busy"] += _busy(device)
+            if device.pk in pending_ids:
+                group["todo"].append(device)
+        selected = []
+        for group in groups.values():
+            allowed = math.inf
+            if budget.get("maxUnavailable"):
+                allowed = budget["maxUnavailable"] - group["busy"]
+            if budget.get("minAvailable"):
+                available = group["connected"] - group["busy"]
+                allowed = min(allowed, available - min(budget["minAvailable"],
+                                                       group["total"] - 1))
+            if allowed > 0:
+                selected.extend(group["todo"][: int(min(allowed, len(group["todo"])))])
+        rendered = _render(selected, fleet) if selected else 0
+    return rendered
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+def _policy(fleet: Fleet) -> dict:
+    return (fleet.spec or {}).get("rolloutPolicy") or {}
+
+
+def _sequence(fleet: Fleet) -> list[dict]:
+    return ((_policy(fleet).get("deviceSelection") or {}).get("sequence")) or []
+
+
+def _percent(value, default: int) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        return int(value[:-1])
+    return default
+
+
+def batch_name(number: int, count: int) -> str:
+    if number < 0:
+        return "preliminary batch"
+    if number >= count:
+        return "final implicit batch"
+    return f"batch {number + 1}"
+
+
+def _threshold(fleet: Fleet, number: int) -> int:
+    sequence = _sequence(fleet)
+    default = _percent(_policy(fleet).get("successThreshold"), c.DEFAULT_SUCCESS_THRESHOLD)
+    if 0 <= number < len(sequence):
+        return _percent(sequence[number].get("successThreshold"), default)
+    return default
+
+
+def _digest(fleet: Fleet) -> str:
+    selection = _policy(fleet).get("deviceSelection") or {}
+    return hashlib.md5(json.dumps(selection, sort_keys=True).encode()).hexdigest()  # noqa: S324
+
+
+def completion(fleet: Fleet, tv: TemplateVersion) -> dict:
+    """Counts over the selected devices of the current batch."""
+    timeout = parse_duration(_policy(fleet).get("defaultUpdateTimeout") or c.DEFAULT_UPDATE_TIMEOUT)
+    deadline = timezone.now() - timedelta(seconds=timeout)
+    counts = {"total": 0, "successful": 0, "failed": 0, "timedOut": 0, "complete": 0}
+    for device in _members(fleet).filter(annotations__has_key=c.SELECTED).only(
+            "status", "annotations", "rendered_version", "rendered_at"):
+        counts["total"] += 1
+        if (device.annotations or {}).get(c.RENDERED_TV) != tv.name:
+            continue
+        if _reported(device) == str(device.rendered_version):
+            counts["successful"] += 1
+            counts["complete"] += 1
+        elif _updating_reason(device) == "Error":
+            counts["failed"] += 1
+            counts["complete"] += 1
+        elif device.rendered_at and device.rendered_at < deadline:
+            counts["timedOut"] += 1
+            counts["complete"] += 1
+    return counts
+
+
+def _updating_reason(device: Device) -> str:
+    for condition in (device.status or {}).get("conditions") or []:
+        if condition.get("type") == "Updating":
+            return condition.get("reason") or ""
+    return ""
+
+
+def _select(fleet: Fleet, tv: TemplateVersion, number: int) -> int:
+    """Mark the devices of batch ``number`` (explicit or final implicit)."""
+    sequence = _sequence(fleet)
+    candidates = _members(fleet).exclude(_on_tv(tv.name))
+    limit = None
+    if number < len(sequence):
+        batch = sequence[number]
+        q = label_selector_q(batch.get("selector")) if batch.get("selector") else Q()
+        if q is None:
+            return 0
+        in_batch = _members(fleet).filter(q)
+        candidates = candidates.filter(q).exclude(summary_status="Unknown")
+        raw = batch.get("limit")
+        if isinstance(raw, int):
+            limit = raw
+        elif isinstance(raw, str) and raw != "100%":
+            total = in_batch.count()
+            done = in_batch.filter(_on_tv(tv.name)).count()
+            limit = max(0, round(total * int(raw[:-1]) / 100) - done)
+    ids = list(candidates.order_by("name").values_list("pk", flat=True)[:limit])
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE devices_device SET annotations = annotations || %s::jsonb "
+                "WHERE id = ANY(%s)", [json.dumps({c.SELECTED: ""}), ids])
+    return len(ids)
+
+
+def _unselect(fleet: Fleet) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE devices_device SET annotations = annotations - %s "
+            "WHERE org_id = %s AND owner = %s AND annotations ? %s",
+            [c.SELECTED, fleet.org_id, f"Fleet/{fleet.name}", c.SELECTED])
+
+
+def in_explicit_batch(fleet: Fleet, tv: TemplateVersion) -> bool:
+    """True while a batch rollout of ``tv`` has not reached its final implicit batch."""
+    ann = fleet.annotations or {}
+    if not _sequence(fleet) or ann.get(c.DEPLOYING_TV) != tv.name:
+        return False
+    return int(ann.get(c.BATCH_NUMBER, "-1")) < len(_sequence(fleet))
+
+
+def _save(fleet: Fleet) -> None:
+    Fleet.objects.filter(pk=fleet.pk).update(annotations=fleet.annotations, status=fleet.status)
+
+
+def progress(fleet: Fleet) -> None:
+    """Advance the fleet's rollout as far as it can go now (see the module docstring)."""
+    tv = current_template_version(fleet)
+    if tv is None:
+        return
+    fleet.annotations = dict(fleet.annotations or {})
+    fleet.status = dict(fleet.status or {})
+    ann, status = fleet.annotations, fleet.status
+    if not _policy(fleet).get("deviceSelection"):
+        if c.BATCH_NUMBER in ann:
+            for key in (c.BATCH_NUMBER, c.ROLLOUT_APPROVED, c.DEPLOYING_TV, c.COMPLETION_REPORT):
+                ann.pop(key, None)
+            _unselect(fleet)
+        dispatch(fleet, tv, _members(fleet))
+        set_condition(status, ROLLOUT, False, c.RolloutReason.INACTIVE, INACTIVE)
+        _save(fleet)
+        return
+    count = len(_sequence(fleet))
+    if ann.get(c.DEPLOYING_TV) != tv.name or ann.get(c.SELECTION_DIGEST) != _digest(fleet):
+        _unselect(fleet)
+        ann.update({c.DEPLOYING_TV: tv.name, c.SELECTION_DIGEST: _digest(fleet),
+                    c.BATCH_NUMBER: "-1", c.ROLLOUT_APPROVED: "false"})
+        ann.setdefault(c.APPROVAL_METHOD, c.ApprovalMethod.AUTOMATIC)
+        ann.pop(c.COMPLETION_REPORT, None)
+        ann.pop(c.REPORTED_BATCH, None)
+    try:
+        _walk(fleet, tv, count)
+    finally:
+        _save(fleet)
+    render_pending(fleet, tv)
+
+
+def _walk(fleet: Fleet, tv: TemplateVersion, count: int) -> None:
+    ann, status = fleet.annotations, fleet.status
+    for _ in range(count + 3):  # each pass moves at most one batch
+        number = int(ann.get(c.BATCH_NUMBER, "-1"))
+        name = batch_name(number, count)
+        if number > count:
+            set_condition(status, ROLLOUT, False, c.RolloutReason.INACTIVE, INACTIVE)
+            return
+        if ann.get(c.ROLLOUT_PAUSED) == "true":
+            set_condition(status, ROLLOUT, False, c.RolloutReason.SUSPENDED,
+                          f"Rollout is paused at {name}")
+            return
+        if ann.get(c.ROLLOUT_APPROVED) != "true":
+            if not _may_approve(fleet, number):
+                _suspend(fleet, number, count)
+                return
+            ann[c.ROLLOUT_APPROVED] = "true"
+        selected = _members(fleet).filter(annotations__has_key=c.SELECTED)
+        not_dispatched = selected.exclude(_on_tv(tv.name))
+        if not_dispatched.exists():
+            set_condition(status, ROLLOUT, True, c.RolloutReason.ACTIVE,
+                          f"Rolling out {name}")
+            _event(fleet, "FleetRolloutBatchDispatched",
+                   f"Fleet rollout {name} of template version {tv.name} was dispatched.",
+                   {"detailType": "FleetRolloutBatchDispatched", "templateVersion": tv.name,
+                    "batch": name})
+            dispatch(fleet, tv, not_dispatched)
+        counts = completion(fleet, tv)
+        if counts["complete"] < counts["total"]:
+            set_condition(status, ROLLOUT, True, c.RolloutReason.ACTIVE, f"Rolling out {name}")
+            return
+        if number >= 0 and ann.get(c.REPORTED_BATCH) != str(number):
+            _report(fleet, tv, number, count, counts)
+        _advance(fleet, tv, number, count)
+
+
+def _may_approve(fleet: Fleet, number: int) -> bool:
+    ann = fleet.annotations
+    if number < 0:
+        return True
+    if ann.get(c.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL:
+        return False
+    report = json.loads(ann.get(c.COMPLETION_REPORT) or "null")
+    return report is None or report["successPercentage"] >= _threshold(fleet, number - 1)
+
+
+def _suspend(fleet: Fleet, number: int, count: int) -> None:
+    ann, status = fleet.annotations, fleet.status
+    name = batch_name(number, count)
+    report = json.loads(ann.get(c.COMPLETION_REPORT) or "null")
+    if ann.get(c.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL and (
+            report is None or report["successPercentage"] >= _threshold(fleet, number - 1)):
+        set_condition(status, ROLLOUT, False, c.RolloutReason.WAITING,
+                      f"Waiting for {name} to be approved")
+        return
+    message = (
+        f"{report['batchName']} failed: {report['successPercentage']}% of devices were updated "
+        f"successfully, success threshold was set to {_threshold(fleet, number - 1)}%; "
+        f"Breakdown: total={report['total']} successful={report['successful']} "
+        f"failed={report['failed']} timed out={report['timedOut']}"
+    )
+    if set_condition(status, ROLLOUT, False, c.RolloutReason.SUSPENDED, message):
+        _event(fleet, "FleetRolloutFailed", message,
+               {"detailType": "FleetRolloutFailed", "templateVersion": ann.get(c.DEPLOYING_TV)},
+               "Warning")
+
+
+def _report(fleet: Fleet, tv: TemplateVersion, number: int, count: int, counts: dict) -> None:
+    ann = fleet.annotations
+    name = batch_name(number, count)
+    total = counts["total"]
+    percentage = counts["successful"] * 100 // total if total else 100
+    report = {"batchName": name, "successPercentage": percentage, "total": total,
+              "successful": counts["successful"], "failed": counts["failed"],
+              "timedOut": counts["timedOut"]}
+    ann[c.COMPLETION_REPORT] = json.dumps(report)
+    ann[c.REPORTED_BATCH] = str(number)
+    _event(fleet, "FleetRolloutBatchCompleted",
+           f"Fleet rollout {name} of template version {tv.name} completed: {percentage}% "
+           "successful.",
+           {"detailType": "FleetRolloutBatchCompleted", "templateVersion": tv.name,
+            "batch": name, **report})
+    if number >= count:
+        _event(fleet, "FleetRolloutCompleted",
+               f"Fleet rollout of template version {tv.name} completed.",
+               {"detailType": "FleetRolloutCompleted", "templateVersion": tv.name})
+
+
+def _advance(fleet: Fleet, tv: TemplateVersion, number: int, count: int) -> None:
+    ann = fleet.annotations
+    _unselect(fleet)
+    number += 1
+    ann[c.BATCH_NUMBER] = str(number)
+    ann[c.ROLLOUT_APPROVED] = "false"
+    if number <= count:
+        _select(fleet, tv, number)
+    fleet.status.setdefault("rollout", {})["currentBatch"] = max(number, 0)
+
+
+# -- operator actions -------------------------------------------------------------------------
+
+
+def pause(fleet: Fleet) -> None:
+    fleet.annotations = {**(fleet.annotations or {}), c.ROLLOUT_PAUSED: "true"}
+    fleet.status = dict(fleet.status or {})
+    set_condition(fleet.status, ROLLOUT, False, c.RolloutReason.SUSPENDED, "Rollout is paused")
+    _save(fleet)
+
+
+def resume(fleet: Fleet) -> None:
+    fleet.annotations = {k: v for k, v in (fleet.annotations or {}).items()
+                         if k != c.ROLLOUT_PAUSED}
+    _save(fleet)
+
+
+def approve(fleet: Fleet) -> None:
+    fleet.annotations = {**(fleet.annotations or {}), c.ROLLOUT_APPROVED: "true"}
+    _save(fleet)
+
+
+def set_approval_method(fleet: Fleet, method: str) -> None:
+    fleet.annotations = {**(fleet.annotations or {}), c.APPROVAL_METHOD: method}
+    _save(fleet)

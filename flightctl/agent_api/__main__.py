@@ -1,0 +1,3 @@
+from flightctl.agent_api.server import main
+
+main()

@@ -1,0 +1,86 @@
+"""The agent API's only middleware: version negotiation, hardening headers and the caller's
+identity from its verified client certificate (async-capable, see the settings module)."""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from cryptography import x509
+
+from enrollment.signers import Peer, public_key_der
+from flightctl import pki
+from flightctl.agent_api.server import PEERCERT_KEY
+from flightctl.api.errors import status_response
+from flightctl.api.middleware import SUPPORTED_VERSIONS, VERSION_HEADER
+from flightctl.models import DEFAULT_ORG_ID
+
+
+@lru_cache(maxsize=16384)
+def peer_from_certificate(der: bytes) -> Peer | None:
+    """Who a (TLS-verified) client certificate identifies; cached by its bytes.
+
+    The org comes from the org extension (default organization when absent); devices are named
+    by their CN ``device:<fingerprint>``. None if the certificate carries no valid signer.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    signer = pki.certificate_extension(cert, pki.OID_SIGNER)
+    if not signer:
+        return None
+    org = pki.certificate_extension(cert, pki.OID_ORG_ID) or str(DEFAULT_ORG_ID)
+    try:
+        org = str(uuid.UUID(org))
+    except ValueError:
+        return None
+    cn = pki.common_name(cert)
+    device = cn[len(pki.DEVICE_CN_PREFIX):] if cn.startswith(pki.DEVICE_CN_PREFIX) else ""
+    return Peer(signer=signer, org_id=org, common_name=cn, device_name=device,
+                public_key_der=public_key_der(cert.public_key()))
+
+
+class AgentMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        return self._finish(self._refuse(request) or self.get_response(request))
+
+    async def _acall(self, request):
+        refusal = self._refuse(request)
+        return self._finish(refusal or await self.get_response(request))
+
+    @staticmethod
+    def _refuse(request):
+        requested = request.headers.get(VERSION_HEADER, "").strip()
+        if requested and requested not in SUPPORTED_VERSIONS:
+            response = status_response(
+                406, "Requested API version is not supported for this endpoint. Supported "
+                     f"versions: {', '.join(SUPPORTED_VERSIONS)}")
+            response["Flightctl-API-Versions-Supported"] = ", ".join(SUPPORTED_VERSIONS)
+            return response
+        der = (getattr(request, "scope", {}).get("state") or {}).get(PEERCERT_KEY)
+        if not der:
+            return status_response(400, "no TLS client certificate")
+        request.agent_peer = peer_from_certificate(der)
+        if request.agent_peer is None:
+            return status_response(401, "client certificate carries no valid signer "
+                                        "or organization")
+        return None
+
+    @staticmethod
+    def _finish(response):
+        response[VERSION_HEADER] = SUPPORTED_VERSIONS[0]
+        response["Vary"] = VERSION_HEADER
+        response.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        response.setdefault("X-Content-Type-Options", "nosniff")
+        response.setdefault("X-Frame-Options", "DENY")
+        response["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+        return response

@@ -1,0 +1,79 @@
+"""Running the agent API: uvicorn with required client certificates.
+
+uvicorn verifies the client certificate during the handshake (``CERT_REQUIRED`` against the
+CA bundle) but, like every ASGI server, does not put it into the ASGI scope. The protocol
+subclass below reads the verified peer certificate when the connection is made and stores it
+in the per-connection copy of ``app_state``, which uvicorn copies into every request's
+``scope["state"]``; :class:`flightctl.agent_api.middleware.AgentMiddleware` reads it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+
+PEERCERT_KEY = "flightctl.peercert"
+
+
+def _base_protocol():
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    except ImportError:  # httptools is optional; h11 always ships with uvicorn
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+
+
+class ClientCertificateProtocol(_base_protocol()):
+    """An HTTP protocol that hands the verified client certificate (DER) to the application."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        # A new dict per connection: the server-wide app_state must not carry one client's
+        # certificate into another connection's requests.
+        self.app_state = {**self.app_state, PEERCERT_KEY: der}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flightctl.agent_api",
+                                     description="Flight Control agent API (mutual TLS)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=7443)
+    parser.add_argument("--certfile", required=True, help="server certificate (PEM chain)")
+    parser.add_argument("--keyfile", required=True, help="server private key")
+    parser.add_argument("--ca-certs", required=True,
+                        help="CA bundle client certificates must chain to")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+
+    # Not setdefault: the supervisor runs with the user API's settings in its environment.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "flightctl.agent_api.settings"
+    import uvicorn
+
+    try:  # uvloop roughly halves the event loop's own CPU per request (docs/scale.md)
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    uvicorn.run(
+        "flightctl.agent_api.asgi:application",
+        host=args.host,
+        port=args.port,
+        http=ClientCertificateProtocol,
+        loop=loop,
+        ssl_certfile=args.certfile,
+        ssl_keyfile=args.keyfile,
+        ssl_ca_certs=args.ca_certs,
+        ssl_cert_reqs=ssl.CERT_REQUIRED,
+        lifespan="off",
+        log_level=args.log_level,
+        access_log=args.log_level == "debug",
+        backlog=4096,
+        timeout_keep_alive=150,  # longer than a long-poll, so agents keep their connection
+    )

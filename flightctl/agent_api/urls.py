@@ -1,0 +1,21 @@
+"""The agent API's URL map: exactly the reference's seven agent operations, plus the HTTPS
+transport of the TPM credential challenge (docs/identity.md)."""
+
+from django.urls import path
+
+from flightctl.agent_api import views
+
+handler404 = "flightctl.api.errors.handler404"
+handler500 = "flightctl.api.errors.handler500"
+
+urlpatterns = [
+    path("api/v1/enrollmentrequests", views.enrollment_requests),
+    path("api/v1/enrollmentrequests/<str:name>", views.enrollment_request),
+    path("api/v1/enrollmentrequests/<str:name>/tpmchallenge", views.tpm_challenge),
+    path("api/v1/enrollmentrequests/<str:name>/tpmchallenge/response",
+         views.tpm_challenge_response),
+    path("api/v1/devices/<str:name>/rendered", views.rendered_device),
+    path("api/v1/devices/<str:name>/status", views.device_status),
+    path("api/v1/certificatesigningrequests", views.certificate_signing_requests),
+    path("api/v1/certificatesigningrequests/<str:name>", views.certificate_signing_request),
+]

@@ -1,0 +1,210 @@
+"""Follow-up work on the PostgreSQL task queue (django-q2, ORM broker).
+
+**Enqueueing is transactional.** django-q2's ORM broker inserts the task row with the same
+database connection, so :func:`enqueue` called inside the transaction of a write is an outbox:
+the task exists if and only if the write committed. Delivery is at-least-once (a task whose
+worker dies is delivered again after ``task_timeout``), so every handler is idempotent.
+
+**Retries.** A handler that raises is retried with exponential backoff (1 s, 2 s, 4 s, ...
+capped at 5 min) up to :data:`MAX_ATTEMPTS`; each failure records ``InternalTaskFailed`` and the
+last one ``InternalTaskPermanentlyFailed``. The delay uses the broker's visibility time (the
+ORM broker only hands out rows whose ``lock`` is in the past).
+
+**Periodic jobs** are chains of ticks; see :class:`flightctl.models.PeriodicJob`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+BASE_DELAY = 1.0
+MAX_DELAY = 300.0
+
+_HANDLERS: dict[str, Callable] = {}
+_PERIODIC: dict[str, PeriodicSpec] = {}
+#: modules that register handlers; imported before a task runs
+HANDLER_MODULES = ("fleets.tasks", "devices.tasks", "repos.tasks")
+
+
+@dataclass(frozen=True)
+class PeriodicSpec:
+    name: str
+    func: Callable[[], object]
+    interval: Callable[[], float]
+
+
+def handler(name: str):
+    """Register ``func(payload: dict)`` as the handler of task ``name``."""
+
+    def register(func):
+        _HANDLERS[name] = func
+        return func
+
+    return register
+
+
+def periodic(name: str, interval: Callable[[], float]):
+    """Register ``func()`` to run every ``interval()`` seconds, once cluster-wide."""
+
+    def register(func):
+        _PERIODIC[name] = PeriodicSpec(name, func, interval)
+        return func
+
+    return register
+
+
+def _load_handlers() -> None:
+    for module in HANDLER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def _delay_broker(delay: float):
+    from django_q.brokers.orm import ORM
+    from django_q.conf import Conf
+
+    class DelayedORM(ORM):
+        """Makes the task row visible to workers only after ``delay`` seconds."""
+
+        def enqueue(self, task):
+            visible = timezone.now() + datetime.timedelta(seconds=delay)
+            return self.get_connection().create(
+                key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=visible
+            ).pk
+
+    return DelayedORM(list_key=Conf.CLUSTER_NAME)
+
+
+def enqueue(name: str, payload: dict | None = None, *, delay: float = 0, attempt: int = 0):
+    """Queue task ``name``; inside a transaction it is committed (or not) with it."""
+    from django_q.tasks import async_task
+
+    options = {"task_name": name, "broker": _delay_broker(delay)} if delay else {
+        "task_name": name}
+    return async_task("flightctl.tasks.execute", name, payload or {}, attempt,
+                      q_options=options)
+
+
+def backoff(attempt: int) -> float:
+    return min(MAX_DELAY, BASE_DELAY * 2**attempt)
+
+
+def execute(name: str, payload: dict, attempt: int = 0) -> None:
+    """Entry point of every task in a worker: run the handler, retry on failure."""
+    from flightctl.api.events import record_event
+
+    _load_handlers()
+    func = _HANDLERS.get(name)
+    if func is None:
+        log.error("no handler for task %s; dropped", name)
+        return
+    try:
+        func(payload)
+    except Exception as exc:  # every failure is retried or reported, never lost
+        log.exception("task %s failed (attempt %d)", name, attempt + 1)
+        message = f"{name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        details = {"detailType": "InternalTaskFailed", "errorMessage": message[:1000],
+                   "retryCount": attempt, "originalEvent": {"task": name, "payload": payload}}
+        kind, obj = payload.get("kind", "System"), payload.get("name", "flightctl-system")
+        with transaction.atomic():
+            if attempt + 1 < MAX_ATTEMPTS:
+                record_event(payload.get("org_id") or _default_org(), kind, obj,
+                             "InternalTaskFailed", message, type="Warning", details=details,
+                             actor="service:flightctl-worker", component="flightctl-worker")
+                enqueue(name, payload, delay=backoff(attempt), attempt=attempt + 1)
+            else:
+                details["detailType"] = "InternalTaskPermanentlyFailed"
+                record_event(payload.get("org_id") or _default_org(), "System", "queue",
+                             "InternalTaskPermanentlyFailed", message, type="Warning",
+                             details=details, actor="service:flightctl-worker",
+                             component="flightctl-worker")
+
+
+def _default_org():
+    from flightctl.models import DEFAULT_ORG_ID
+
+    return DEFAULT_ORG_ID
+
+
+# -- periodic jobs ------------------------------------------------------------------------
+
+
+def tick(name: str) -> None:
+    """Run periodic job ``name`` if it is due and nobody else is running it; schedule the next."""
+    from flightctl.models import PeriodicJob
+
+    _load_handlers()
+    spec = _PERIODIC.get(name)
+    if spec is None:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        job = PeriodicJob.objects.select_for_update(skip_locked=True).filter(name=name).first()
+        if job is None or job.next_due > now + datetime.timedelta(seconds=1):
+            return  # running elsewhere, or a duplicate chain: let it end here
+        try:
+            with transaction.atomic():
+                spec.func()
+            job.last_error = ""
+        except Exception as exc:  # a failing job must not break its chain
+            log.exception("periodic job %s failed", name)
+            job.last_error = str(exc)[:2000]
+        interval = spec.interval()
+        job.last_run = now
+        job.next_due = timezone.now() + datetime.timedelta(seconds=interval)
+        job.save()
+        _enqueue_tick(name, delay=interval)
+
+
+def _enqueue_tick(name: str, delay: float = 0) -> None:
+    from django_q.tasks import async_task
+
+    options = {"task_name": f"tick:{name}"}
+    if delay:
+        options["broker"] = _delay_broker(delay)
+    async_task("flightctl.tasks.tick", name, q_options=options)
+
+
+def ensure_periodic_jobs() -> int:
+    """Seed missing or stalled chains. Runs at start-up and from a one-minute schedule."""
+    from flightctl.models import PeriodicJob
+
+    _load_handlers()
+    now = timezone.now()
+    seeded = 0
+    for name, spec in _PERIODIC.items():
+        with transaction.atomic():
+            job, created = PeriodicJob.objects.select_for_update().get_or_create(
+                name=name, defaults={"next_due": now})
+            stale = now - job.next_due > datetime.timedelta(seconds=2 * spec.interval() + 30)
+            if created or stale:
+                job.next_due = now
+                job.save(update_fields=["next_due"])
+                _enqueue_tick(name)
+                seeded += 1
+    return seeded
+
+
+def install_schedule() -> None:
+    """The django-q schedule that keeps the periodic chains alive (idempotent)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="flightctl-periodic-watchdog",
+        defaults={"func": "flightctl.tasks.ensure_periodic_jobs",
+                  "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+    ensure_periodic_jobs()

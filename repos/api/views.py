@@ -1,0 +1,60 @@
+"""The Repository and ResourceSync APIs: the shared resource endpoint plus their rules."""
+
+from __future__ import annotations
+
+from flightctl.api.errors import bad_request
+from flightctl.api.resources import ResourceViewSet
+from flightctl.api.serializers import Incoming
+from repos import crypto, sync
+from repos.api.serializers import RepositorySerializer, ResourceSyncSerializer
+from repos.filtersets import REPOSITORY_FIELDS, RESOURCE_SYNC_FIELDS
+from repos.models import Repository, ResourceSync
+
+
+class RepositoryViewSet(ResourceViewSet):
+    """Repositories. Secrets are encrypted before they are stored; ``*****`` keeps one."""
+
+    model = Repository
+    serializer = RepositorySerializer()
+    selectable_fields = REPOSITORY_FIELDS
+
+    def initial_status(self) -> dict:
+        return {"conditions": []}
+
+    def _sealed(self, spec: dict, stored: dict | None) -> dict:
+        sealed = crypto.seal(spec, stored)
+        if crypto.has_mask(sealed):
+            raise bad_request(f'spec: Invalid value: "{crypto.MASK}": there is no stored '
+                              "secret to keep; send the secret itself")
+        return sealed
+
+    def new_object(self, incoming: Incoming):
+        incoming.spec = self._sealed(incoming.spec, None)
+        return super().new_object(incoming)
+
+    def apply_changes(self, obj, incoming: Incoming) -> list[str]:
+        if incoming.spec is not None:
+            incoming.spec = self._sealed(incoming.spec, obj.spec)
+        return super().apply_changes(obj, incoming)
+
+
+class ResourceSyncViewSet(ResourceViewSet):
+    """ResourceSyncs. Deleting one leaves its fleets in place, without an owner."""
+
+    model = ResourceSync
+    serializer = ResourceSyncSerializer()
+    selectable_fields = RESOURCE_SYNC_FIELDS
+
+    def initial_status(self) -> dict:
+        return {"conditions": []}
+
+    def check_update(self, instance, incoming: Incoming, *, patch: bool) -> None:
+        old = (instance.spec or {}).get("type") or "fleet"
+        new = (incoming.spec or {}).get("type") or "fleet"
+        if old != new:
+            raise bad_request("spec.type is immutable")
+        super().check_update(instance, incoming, patch=patch)
+
+    def after_delete(self, obj) -> None:
+        super().after_delete(obj)
+        sync.orphan_fleets(obj, self.actor)

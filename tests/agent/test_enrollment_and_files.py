@@ -1,0 +1,56 @@
+"""A device enrolls with a file key, receives inline files and reports that it is up to date."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+
+from tests.agent.harness import wait_for
+
+
+def test_a_device_enrolls_with_a_file_key_and_applies_inline_files(make_agent, server, render):
+    agent = make_agent()
+    name = agent.enroll(labels={"site": "lab"})
+
+    key = agent.path("/var/lib/flightctl/certs/agent.key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(agent.path("/var/lib/flightctl/certs/agent.crt").stat().st_mode) == 0o600
+    assert not agent.path("/var/lib/flightctl/certs/agent.csr").exists()
+    er = server.get(f"/api/v1/enrollmentrequests/{name}").json()
+    assert er["spec"]["deviceStatus"]["systemInfo"]["agentVersion"]
+    assert agent.path("/etc/issue.d/flightctl-banner.issue").read_text().count(f"/enroll/{name}")
+
+    version = render(name, {"config": [{"name": "rendered", "inline": [
+        {"path": "/etc/motd", "content": "This system is managed by flightctl."},
+        {"path": "/etc/app/secret.conf", "content": base64.b64encode(b"s3cret").decode(),
+         "contentEncoding": "base64", "mode": 0o600, "user": "nobody", "group": "nogroup"},
+        {"path": "/etc/app/run.sh", "content": "#!/bin/sh\n", "mode": 493},
+    ]}]})
+    status = agent.wait_rendered_version(version)
+
+    assert agent.path("/etc/motd").read_text() == "This system is managed by flightctl."
+    secret = agent.path("/etc/app/secret.conf")
+    assert secret.read_bytes() == b"s3cret"
+    st = secret.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    if os.geteuid() == 0:
+        import grp
+        import pwd
+        assert (st.st_uid, st.st_gid) == (pwd.getpwnam("nobody").pw_uid,
+                                          grp.getgrnam("nogroup").gr_gid)
+    assert stat.S_IMODE(agent.path("/etc/app/run.sh").stat().st_mode) == 0o755
+    updating = next(c for c in status["conditions"] if c["type"] == "Updating")
+    assert (updating["status"], updating["reason"]) == ("False", "Updated")
+    assert updating["message"] == f"Updated to desired renderedVersion: {version}"
+    wait_for(lambda: agent.status().get("updated", {}).get("status") == "UpToDate", 30,
+             what="UpToDate")
+    assert agent.status()["summary"]["status"] == "Online"
+
+    # The next version drops a file and changes another: the obsolete file is removed.
+    version = render(name, {"config": [{"name": "rendered", "inline": [
+        {"path": "/etc/motd", "content": "changed"}]}]})
+    agent.wait_rendered_version(version)
+    assert agent.path("/etc/motd").read_text() == "changed"
+    assert not secret.exists()
+    assert not agent.path("/etc/app/run.sh").exists()
