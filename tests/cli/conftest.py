@@ -5,10 +5,6 @@ PostgreSQL (its CA at ``<data>/pki/ca.crt``, admin token at ``<data>/admin-token
 runs as the installed console script in a subprocess, with ``HOME`` and the config directory
 in a temporary directory so no test touches the user's login.
 
-``@pytest.mark.needs_server_feature("enrollmentrequests")`` runs a test only if the server
-serves that feature: its probe path (``FEATURE_PROBES``; by default the collection
-``/api/v1/<feature>``) must answer with something other than "path not found". A 404 ``Status``
-that names a missing *resource* ("Fleet of name ... not found") still proves the route exists.
 """
 
 from __future__ import annotations
@@ -34,14 +30,6 @@ FLIGHTCTL = BIN / "flightctl"
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 EXAMPLES = REFERENCE / "examples"
 
-# Feature name → path probed with GET (relative to /api/v1).
-FEATURE_PROBES = {
-    "templateversions": "fleets/feature-probe/templateversions",
-    "decommission": "devices/feature-probe/decommission",
-    "rollout": "fleets/feature-probe/rollout/pause",
-    "deviceactions": "deviceactions/resume",
-}
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,17 +53,6 @@ class Server:
         # verify= on each call: REQUESTS_CA_BUNDLE in the environment overrides a session's.
         return requests.request(method, f"{self.url}/api/v1/{path}", headers=headers,
                                 verify=str(self.ca), timeout=30, **kwargs)
-
-    def has_feature(self, feature: str) -> bool:
-        response = self.api("GET", FEATURE_PROBES.get(feature, feature))
-        if response.status_code != 404:
-            return True
-        try:
-            message = response.json().get("message", "")
-        except ValueError:
-            return False
-        return " of name " in message
-
 
 def _server_env(data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTCTL_")}
@@ -212,19 +189,3 @@ def headers(text: str) -> list[str]:
     starts = _columns(header)
     return [header[s:e].strip() for s, e in zip(starts, [*starts[1:], None], strict=True)]
 
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "needs_server_feature(name): run only when the server serves that feature")
-
-
-@pytest.fixture(autouse=True)
-def _server_feature(request):
-    marker = request.node.get_closest_marker("needs_server_feature")
-    if marker is None:
-        return
-    server = request.getfixturevalue("server")
-    for feature in marker.args:
-        if not server.has_feature(feature):
-            pytest.skip(f"server feature {feature!r} not available yet "
-                        f"(GET /api/v1/{FEATURE_PROBES.get(feature, feature)} → 404)")

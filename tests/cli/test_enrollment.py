@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,7 +29,6 @@ def enrollment_request(name: str, labels: dict | None = None) -> dict:
             "metadata": {"name": name}, "spec": spec}
 
 
-@pytest.mark.needs_server_feature("enrollmentrequests")
 def test_approve_an_enrollment_request_with_labels(server, cli, tmp_path):
     name = "cli-er-labels"
     manifest = tmp_path / "er.yaml"
@@ -69,7 +67,6 @@ def svc_csr(name: str) -> dict:
                      "usages": ["clientAuth", "CA:false"], "expirationSeconds": 3600}}
 
 
-@pytest.mark.needs_server_feature("certificatesigningrequests")
 def test_approve_and_deny_certificate_signing_requests(server, cli, tmp_path):
     manifest = tmp_path / "csrs.yaml"
     manifest.write_text(yaml.safe_dump_all([svc_csr("cli-csr-yes"), svc_csr("cli-csr-no")]))
@@ -87,7 +84,6 @@ def test_approve_and_deny_certificate_signing_requests(server, cli, tmp_path):
     cli.ok("delete", "csr", "cli-csr-yes", "cli-csr-no")
 
 
-@pytest.mark.needs_server_feature("certificatesigningrequests", "enrollmentconfig")
 def test_certificate_request_writes_a_ready_agent_config(server, cli, tmp_path):
     out_dir = tmp_path / "agent"
     cli.ok("certificate", "request", "--signer", "enrollment", "-n", "client-enrollment-cli",
@@ -113,7 +109,6 @@ def test_certificate_request_writes_a_ready_agent_config(server, cli, tmp_path):
     cli.ok("delete", "csr", "client-enrollment-cli", "client-enrollment-cli2")
 
 
-@pytest.mark.needs_server_feature("decommission")
 def test_decommission_a_device(server, cli):
     server.api("PUT", "devices/cli-decom", json={
         "apiVersion": "flightctl.io/v1beta1", "kind": "Device",

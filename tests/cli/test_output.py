@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 import yaml
 
 from tests.cli.conftest import EXAMPLES, headers, table
@@ -124,7 +123,6 @@ def test_organization_table(server, cli):
     assert headers(text) == ["NAME", "DISPLAY NAME", "EXTERNAL ID"]
 
 
-@pytest.mark.needs_server_feature("enrollmentrequests")
 def test_enrollment_request_table_columns(server, cli):
     cli.ok("apply", "-f", EXAMPLES / "enrollmentrequest.yaml")
     name = yaml.safe_load((EXAMPLES / "enrollmentrequest.yaml").read_text())["metadata"]["name"]
@@ -135,7 +133,6 @@ def test_enrollment_request_table_columns(server, cli):
     cli.ok("delete", f"er/{name}")
 
 
-@pytest.mark.needs_server_feature("repositories")
 def test_repository_table_columns(server, cli):
     cli.ok("apply", "-f", EXAMPLES / "repository-flightctl.yaml", "-f",
            EXAMPLES / "repository-oci.yaml")
@@ -152,7 +149,6 @@ def test_repository_table_columns(server, cli):
             cli.ok("delete", f"repo/{obj['metadata']['name']}")
 
 
-@pytest.mark.needs_server_feature("resourcesyncs")
 def test_resource_sync_table_columns(server, cli):
     cli.ok("apply", "-f", EXAMPLES / "resourcesync.yaml")
     obj = yaml.safe_load((EXAMPLES / "resourcesync.yaml").read_text())
@@ -165,7 +161,6 @@ def test_resource_sync_table_columns(server, cli):
     cli.ok("delete", f"rs/{obj['metadata']['name']}")
 
 
-@pytest.mark.needs_server_feature("certificatesigningrequests")
 def test_csr_table_columns(server, cli):
     cli.ok("apply", "-f", EXAMPLES / "csr.yaml")
     text = cli.ok("get", "csr", "mycsr")
@@ -176,7 +171,6 @@ def test_csr_table_columns(server, cli):
     cli.ok("delete", "csr/mycsr")
 
 
-@pytest.mark.needs_server_feature("templateversions")
 def test_template_versions_of_a_fleet(server, cli):
     fleet = yaml.safe_load((EXAMPLES / "fleet-b.yaml").read_text())
     fleet["metadata"]["name"] = "tv-fleet"

@@ -6,8 +6,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from flightctl.cli.client.commands.rollout import rollout_state
 from tests.cli.conftest import FLIGHTCTL
 
@@ -132,7 +130,6 @@ def watch(cli, name: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.needs_server_feature("templateversions")
 def test_watch_a_rollout_to_completion(server, cli):
     names = make_fleet(server, "cli-roll", 3)
     stop = threading.Event()
@@ -154,7 +151,6 @@ def test_watch_a_rollout_to_completion(server, cli):
     assert again.code == 0 and "complete" in again.out
 
 
-@pytest.mark.needs_server_feature("templateversions")
 def test_a_failed_device_fails_the_watch(server, cli):
     names = make_fleet(server, "cli-fail", 2)
     stop = threading.Event()
@@ -170,7 +166,6 @@ def test_a_failed_device_fails_the_watch(server, cli):
     assert "failed 1" in result.stdout.splitlines()[-1]
 
 
-@pytest.mark.needs_server_feature("rollout")
 def test_pause_resume_and_approve_a_rollout(server, cli):
     names = make_fleet(server, "cli-steer", 2, policy={"deviceSelection": {
         "strategy": "BatchSequence", "sequence": [{"limit": 1}]}})
