@@ -14,6 +14,7 @@ import configparser
 import logging
 import os
 import shutil
+import sys
 import zlib
 from pathlib import Path
 
@@ -31,6 +32,16 @@ COMPOSE_FILES = ("podman-compose.yaml", "podman-compose.yml", "docker-compose.ya
                  "docker-compose.yml")
 COMPOSE_OVERRIDE = "99-compose-flightctl-agent.override.yaml"
 QUADLET_SUFFIXES = (".container", ".volume", ".network", ".image", ".pod", ".kube")
+
+
+def compose_command() -> str:
+    """podman-compose from PATH, else the one installed beside this Python (a virtualenv or
+    the RPM's private environment, whose bin directory is not on a service's PATH)."""
+    found = shutil.which("podman-compose")
+    if found:
+        return found
+    sibling = Path(sys.executable).parent / "podman-compose"
+    return str(sibling) if sibling.exists() else "podman-compose"
 
 
 def app_name(app: dict) -> str:
@@ -148,7 +159,7 @@ class AppManager:
             args = [a for f in files + overrides for a in ("-f", f)]
             self.podman.run("-p", self.project(app), *args, "up", "-d", element=name,
                             cwd=directory, timeout=self.pull_timeout,
-                            argv0=shutil.which("podman-compose") or "podman-compose")
+                            argv0=compose_command())
         elif kind == "quadlet":
             if not systemd_running():
                 raise errors.UpdateError(
