@@ -19,6 +19,8 @@ KINDS = [
     ("fleets", "Fleet", True, []),
     ("repositories", "Repository", False, []),
     ("resourcesyncs", "ResourceSync", False, []),
+    ("enrollmentrequests", "EnrollmentRequest", True, [("approval", ["put"])]),
+    ("certificatesigningrequests", "CertificateSigningRequest", False, [("approval", ["put"])]),
 ]
 
 LIST_PARAMS = [
