@@ -194,15 +194,19 @@ def record_agent_status(device: Device, status: dict) -> Device:
 def request_render(device: Device) -> None:
     """Ask for ``device`` to be rendered again (its spec or its lifecycle overlays changed).
 
-    Placeholder: the renderer (fleets issue) replaces this with its own implementation, which
-    must be callable inside the caller's transaction.
+    Enqueued in the caller's transaction, so the render happens if and only if the change
+    commits.
     """
+    from flightctl.tasks import enqueue
+
+    enqueue("device-render", {"org_id": str(device.org_id), "name": device.name,
+                              "kind": "Device"})
 
 
 def request_fleet_render(fleet) -> None:
     """Ask for every device owned by ``fleet`` to be rendered again (its fleet-level
-    application lifecycle changed).
+    application lifecycle changed); one task renders them page by page."""
+    from flightctl.tasks import enqueue
 
-    Placeholder: the renderer (fleets issue) replaces this with a set-based implementation,
-    which must be callable inside the caller's transaction.
-    """
+    enqueue("fleet-render", {"org_id": str(fleet.org_id), "name": fleet.name,
+                             "kind": "Fleet"})

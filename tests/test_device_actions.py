@@ -233,3 +233,22 @@ def test_the_openapi_document_lists_the_new_operations(anon):
     assert doc["paths"]["/api/v1/fleets/{name}/applications/{appname}/actions/stop"]["post"][
         "operationId"] == "stopFleetApplication"
     assert "/api/v1/devices/{name}/applications/{appname}/actions/restart" in doc["paths"]
+
+
+def test_an_application_action_reaches_the_rendered_spec_through_the_render_task(api):
+    """End to end without stand-ins: the action enqueues a render, the render bakes the
+    desired state into what the agent receives."""
+    from devices.models import Device
+    from fleets.tasks import render_device
+
+    spec = {"applications": [{"name": "web", "appType": "container",
+                              "image": "quay.io/org/web:1"}]}
+    create(api, spec=spec)
+    r = api.post("/api/v1/devices/dev1/applications/web/actions/stop")
+    assert r.status_code == 200, r.json()
+    from django_q.models import OrmQ
+
+    assert OrmQ.objects.count() >= 1  # the render was queued with the change
+    render_device({"org_id": "00000000-0000-0000-0000-000000000000", "name": "dev1"})
+    rendered = Device.objects.get(name="dev1").rendered_spec
+    assert rendered["applications"][0]["desiredState"] == "stopped"
