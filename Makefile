@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint test-deps migrate token clean rpm
+.PHONY: setup run test lint test-deps migrate token clean rpm bench
 
 $(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -39,6 +39,14 @@ test-deps:
 ## Build the device agent's RPM (from its pip-built wheel) into dist/rpm.
 rpm: setup
 	PYTHON=$(BIN)/python bash agent/packaging/build-rpm.sh dist/rpm
+
+## Scale benchmark: server + N simulated devices, one JSON report (docs/scale.md).
+DEVICES ?= 1000
+BENCH_ARGS ?=
+bench: setup
+	@$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/pip install -q -e './agent[simulator]'
+	timeout 7200 $(BIN)/python -m bench.run --devices $(DEVICES) \
+		--output bench/report-$(DEVICES).json $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

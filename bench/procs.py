@@ -38,7 +38,8 @@ def cpu_seconds(pids) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
+        # utime + stime, plus cutime + cstime of children it has reaped (short-lived workers)
+        total += sum(int(x) for x in fields[11:15])
     return total / _TICKS
 
 

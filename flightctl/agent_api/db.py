@@ -3,40 +3,53 @@
 Django's ORM is synchronous: under ASGI every ORM call runs in a worker thread of its own
 request. For ``/rendered`` that would mean a thread for each of thousands of long-polls woken
 at once by a fleet rollout, and one on every poll that only learns "nothing new". The version
-check therefore runs here, on a small psycopg async pool, in the event loop itself; the ORM is
-used only when a new rendered spec must actually be serialized.
+check therefore runs here, in the event loop itself, on one dedicated connection per loop; the
+ORM is used only when a new rendered spec must actually be serialized.
+
+One connection behind a lock rather than a pool: each query is a primary-key lookup of well
+under a millisecond, so one connection answers thousands a second, and it keeps no state a
+cancelled request could leak (a psycopg async pool lost connections to long-polls cancelled
+while checking one out and then timed every caller out, at 1,000 devices; docs/scale.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
 
 from flightctl.agent_api.listener import _conninfo
 
-_pools: dict[int, AsyncConnectionPool] = {}
+
+class VersionReader:
+    def __init__(self):
+        self._conn: psycopg.AsyncConnection | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def rendered_version(self, org_id, name: str) -> int | None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(_conninfo(),
+                                                                       autocommit=True)
+                cursor = await self._conn.execute(
+                    "SELECT rendered_version FROM devices_device "
+                    "WHERE org_id = %s AND name = %s", (org_id, name))
+                row = await cursor.fetchone()
+            except BaseException:
+                # Broken, or cancelled mid-query: the connection's state is unknown; drop it.
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await asyncio.shield(conn.close())
+                raise
+        return None if row is None else row[0]
 
 
-async def pool() -> AsyncConnectionPool:
-    """The event loop's pool (one per loop: a pool cannot be shared across loops)."""
-    key = id(asyncio.get_running_loop())
-    found = _pools.get(key)
-    if found is None:
-        # Four connections serve every long-poll of the process: each query is a primary-key
-        # lookup of well under a millisecond, so more would only add PostgreSQL backends.
-        found = _pools[key] = AsyncConnectionPool(
-            _conninfo(), min_size=1, max_size=4, open=False,
-            kwargs={"autocommit": True, "prepare_threshold": 0})
-        await found.open()
-    return found
+_reader = VersionReader()
 
 
 async def rendered_version(org_id, name: str) -> int | None:
     """The device's current rendered version, or None if there is no such device."""
-    async with (await pool()).connection() as conn:
-        cursor = await conn.execute(
-            "SELECT rendered_version FROM devices_device WHERE org_id = %s AND name = %s",
-            (org_id, name))
-        row = await cursor.fetchone()
-    return None if row is None else row[0]
+    return await _reader.rendered_version(org_id, name)

@@ -1,0 +1,1 @@
+"""The scale benchmark (``make bench DEVICES=N``): see docs/scale.md."""

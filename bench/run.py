@@ -1,0 +1,307 @@
+"""``python -m bench.run --devices N``: one benchmark run, one report (docs/scale.md).
+
+Starts an embedded PostgreSQL and ``flightctl-server serve`` on it, a fleet that owns every
+simulated device, and ``flightctl-agent simulate`` with N devices; waits for all to enroll and
+be ``UpToDate``; measures a steady-state window (rates, p50/p99 per agent operation, server CPU
+and peak RSS); changes the fleet template and times convergence; measures list latency at
+100,000 rows; and, on the same machine in the same run, two baselines (a trivial endpoint on
+the same server stack, a one-row PostgreSQL UPDATE loop). Every wait has a deadline and every
+process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from flightctl_agent.simulator.stats import diff, summarize
+
+from bench import measure, procs
+
+BIN = Path(sys.executable).parent
+FLEET = "simulated"
+#: connections one source address can hold to one server port (the ephemeral port range)
+PORTS_PER_SOURCE = 25_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Deadline(RuntimeError):
+    pass
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 1.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise Deadline(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of the server's processes (and PostgreSQL's), sampled every second."""
+
+    def __init__(self, groups: dict):
+        super().__init__(daemon=True)
+        self.groups, self.peaks, self.running = groups, {}, True
+
+    def run(self):
+        while self.running:
+            for name, root in self.groups.items():
+                rss = procs.rss_bytes(procs.tree(root()))
+                self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            time.sleep(1)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="flightctl-bench-"))
+        self.procs: list[subprocess.Popen] = []
+        self.report: dict = {"devices": args.devices}
+
+    # -- processes -------------------------------------------------------------------------
+
+    def spawn(self, argv, log: str, env=None) -> subprocess.Popen:
+        out = open(self.work / log, "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        self.procs.append(process)
+        return process
+
+    def stop_all(self):
+        for process in reversed(self.procs):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self.procs):
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def start_server(self):
+        from flightctl.database import EmbeddedPostgres
+
+        self.db = EmbeddedPostgres(self.work / "data")
+        self.db_url = self.db.start()
+        self.port, self.agent_port = free_port(), free_port()
+        env = {"FLIGHTCTL_DATA_DIR": str(self.work / "data"),
+               "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning"}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.server = self.spawn(
+            [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{self.port}",
+             "--agent-address", f"127.0.0.1:{self.agent_port}", "--workers", "2"],
+            "server.log", env)
+        self.base = f"https://127.0.0.1:{self.port}"
+        self.ca = str(self.work / "data" / "pki" / "ca.crt")
+        token_file = self.work / "data" / "admin-token"
+
+        def up():
+            if self.server.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.work / 'server.log'}")
+            try:
+                return token_file.exists() and requests.get(
+                    f"{self.base}/healthz", verify=self.ca, timeout=2).ok
+            except requests.RequestException:
+                return False
+        wait_for("the server", up, 120)
+        wait_for("the agent API", lambda: _listening(self.agent_port), 60)
+        self.api = requests.Session()
+        self.api.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA (ci/README.md)
+        self.api.verify = self.ca
+        self.api.headers["Authorization"] = f"Bearer {token_file.read_text().strip()}"
+
+    def create_fleet(self, content: str):
+        body = {"apiVersion": "flightctl.io/v1beta1", "kind": "Fleet",
+                "metadata": {"name": FLEET},
+                "spec": {"selector": {"matchLabels": {"created_by": "device-simulator"}},
+                         "template": {"metadata": {"labels": {"fleet": FLEET}}, "spec": {
+                             "config": [{"name": "motd", "inline": [
+                                 {"path": "/etc/motd", "content": content}]}]}}}}
+        response = self.api.put(f"{self.base}/api/v1/fleets/{FLEET}", json=body, timeout=30)
+        response.raise_for_status()
+
+    def start_simulator(self):
+        n = self.args.devices
+        sources = max(1, math.ceil(2 * n / PORTS_PER_SOURCE))
+        self.stats_file = self.work / "simulator-stats.json"
+        self.simulator = self.spawn(
+            [BIN / "flightctl-agent", "simulate", "--user-api", self.base, "--ca-file", self.ca,
+             "--devices", str(n), "--concurrency", str(self.args.concurrency),
+             "--status-interval", str(self.args.status_interval),
+             "--failing-share", str(self.args.failing_share),
+             "--source-ips", ",".join(f"127.0.0.{i + 1}" for i in range(sources)),
+             "--stats-file", str(self.stats_file), "--work-dir", str(self.work / "devices")],
+            "simulator.log", {"FLIGHTCTL_TOKEN": self.api.headers["Authorization"][7:]})
+        self.report["source_addresses"] = sources
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.stats_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def summary(self) -> dict:
+        response = self.api.get(f"{self.base}/api/v1/devices", params={
+            "summaryOnly": "true", "labelSelector": "created_by=device-simulator"}, timeout=60)
+        response.raise_for_status()
+        return response.json().get("summary") or {}
+
+    def all_up_to_date(self) -> bool:
+        summary = self.summary()
+        return (summary.get("updateStatus") or {}).get("UpToDate", 0) >= self.args.devices
+
+    def run(self):
+        n, args = self.args.devices, self.args
+        started = time.monotonic()
+        self.start_server()
+        self.create_fleet("version 1\n")
+        sampler = Sampler({
+            "agent_api": lambda: _find_child(self.server.pid, "flightctl.agent_api"),
+            "server_total": lambda: self.server.pid,
+            "postgres": lambda: _postmaster(self.work / "data" / "postgres")})
+        sampler.start()
+        self.start_simulator()
+
+        def enrolled():
+            if self.simulator.poll() is not None:
+                raise RuntimeError(f"simulator exited; see {self.work / 'simulator.log'}")
+            return self.stats().get("enrolled", 0) >= n
+        wait_for(f"{n} enrollments", enrolled, args.enroll_timeout, 2)
+        self.report["enroll_seconds"] = round(time.monotonic() - started, 1)
+        wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
+        # Steady state: every device has its long-poll open and reports on its interval.
+        time.sleep(min(args.status_interval, 30))
+        server_pids = lambda: procs.tree(self.server.pid) + procs.tree(  # noqa: E731
+            _postmaster(self.work / "data" / "postgres"))
+        before, cpu0, t0 = self.stats(), procs.cpu_seconds(server_pids()), time.monotonic()
+        time.sleep(args.window)
+        after, cpu1, t1 = self.stats(), procs.cpu_seconds(server_pids()), time.monotonic()
+        window = diff(after, before)
+        requests_total = sum(op["count"] for op in window.values())
+        self.report["steady_state"] = {
+            "seconds": round(t1 - t0, 1),
+            "requests_per_second": round(requests_total / (t1 - t0), 1),
+            "errors": sum(op["errors"] for op in window.values()),
+            "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
+            "operations": summarize(window, t1 - t0)}
+        # Rollout: a template change, until every device reports it (UpToDate).
+        changed = time.monotonic()
+        self.create_fleet("version 2\n")
+        time.sleep(1)
+        wait_for("rollout convergence", self.all_up_to_date, args.rollout_timeout, 1)
+        self.report["rollout_convergence_seconds"] = round(time.monotonic() - changed, 1)
+        final = self.stats()
+        self.report["simulator"] = {"enrolled": final.get("enrolled"),
+                                    "errors_total": final.get("errors_total"),
+                                    "error_samples": final.get("error_samples"),
+                                    "operations": summarize(final.get("ops", {}))}
+        sampler.running = False
+        self.report["peak_rss_mb"] = {k: round(v / 2**20) for k, v in sampler.peaks.items()}
+        self.stop_simulator()
+        self.report["postgres_size_mb"] = measure.database_size_mb(self.db_url)
+        if args.quick:
+            self.report["total_seconds"] = round(time.monotonic() - started, 1)
+            return self.report
+        if args.list_rows:
+            self.report["list"] = measure.list_latency(self.api, self.base, self.db_url,
+                                                       args.list_rows)
+        self.report["baselines"] = {
+            "trivial_endpoint_rps": measure.trivial_rps(self.base, self.ca, seconds=10),
+            "pg_one_row_update_tps": measure.pgbench_update_tps(self.db_url, seconds=10)}
+        steady = self.report["steady_state"]
+        self.report["ratios"] = {
+            "agent_rps_vs_trivial": round(steady["requests_per_second"]
+                                          / self.report["baselines"]["trivial_endpoint_rps"], 3),
+            "status_puts_vs_pg_updates": round(
+                steady["operations"].get("status.put", {}).get("per_second", 0)
+                / self.report["baselines"]["pg_one_row_update_tps"], 4)}
+        self.report["total_seconds"] = round(time.monotonic() - started, 1)
+        return self.report
+
+    def stop_simulator(self):
+        if self.simulator.poll() is None:
+            self.simulator.send_signal(signal.SIGTERM)
+            try:
+                self.simulator.wait(120)
+            except subprocess.TimeoutExpired:
+                self.simulator.kill()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _find_child(root: int, needle: str) -> int:
+    for pid in procs.tree(root):
+        if needle in procs.command(pid):
+            return pid
+    return root
+
+
+def _postmaster(pgdata: Path) -> int:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--status-interval", type=float, default=60.0)
+    parser.add_argument("--window", type=float, default=120.0, help="steady-state seconds")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--failing-share", type=float, default=0.0)
+    parser.add_argument("--list-rows", type=int, default=100_000,
+                        help="device rows for the list measurements (0: skip)")
+    parser.add_argument("--enroll-timeout", type=float, default=3600)
+    parser.add_argument("--rollout-timeout", type=float, default=600)
+    parser.add_argument("--quick", action="store_true",
+                        help="stop after the rollout: no list or baseline measurements")
+    parser.add_argument("--output", help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    from flightctl_agent.simulator.run import raise_file_limit
+
+    raise_file_limit()  # inherited by the server and the simulator
+    bench = Bench(args)
+    try:
+        report = bench.run()
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - report what was measured, and why it stopped
+        report, code = {**bench.report, "failed": str(exc)}, 1
+    finally:
+        bench.stop_all()
+        if getattr(bench, "db", None) is not None:
+            bench.db.stop()
+    report["work_dir"] = str(bench.work)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
