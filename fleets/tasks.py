@@ -17,7 +17,7 @@ from fleets.ownership import recompute_owners
 from fleets.selection import label_selector_q
 from fleets.templates import create_template_version, current_template_version
 from flightctl.config import parse_duration
-from flightctl.tasks import handler, periodic
+from flightctl.tasks import handler, periodic, setting_interval
 
 
 def _fleet(payload: dict, *, lock: bool = True) -> Fleet | None:
@@ -127,16 +127,7 @@ def render_fleet(payload: dict) -> None:
             rollout._render(page, fleet)
 
 
-def _interval(setting: str):
-    def seconds() -> float:
-        from django.conf import settings
-
-        return parse_duration(getattr(settings.FLIGHTCTL, setting))
-
-    return seconds
-
-
-@periodic("rollout-progress", _interval("rollout_interval"))
+@periodic("rollout-progress", setting_interval("rollout_interval"))
 def progress_all() -> None:
     """Advance every fleet that has a TemplateVersion (batches, budgets, late joiners)."""
     ids = list(Fleet.objects.filter(annotations__has_key="fleet-controller/templateVersion")
@@ -148,7 +139,7 @@ def progress_all() -> None:
                 rollout.progress(fleet)
 
 
-@periodic("event-cleanup", _interval("event_cleanup_interval"))
+@periodic("event-cleanup", setting_interval("event_cleanup_interval"))
 def clean_events() -> None:
     from datetime import timedelta
 
@@ -161,7 +152,7 @@ def clean_events() -> None:
     Event.objects.filter(created_at__lt=timezone.now() - timedelta(seconds=retention)).delete()
 
 
-@periodic("device-connectivity", _interval("connectivity_interval"))
+@periodic("device-connectivity", setting_interval("connectivity_interval"))
 def check_connectivity() -> None:
     try:
         from devices.health import check_connectivity as check

@@ -43,6 +43,20 @@ class PeriodicSpec:
     interval: Callable[[], float]
 
 
+def setting_interval(setting: str) -> Callable[[], float]:
+    """The interval of a periodic job, read from a duration setting each time it is needed
+    (so tests and operators can change it without re-registering the job)."""
+
+    def seconds() -> float:
+        from django.conf import settings
+
+        from flightctl.config import parse_duration
+
+        return parse_duration(getattr(settings.FLIGHTCTL, setting))
+
+    return seconds
+
+
 def handler(name: str):
     """Register ``func(payload: dict)`` as the handler of task ``name``."""
 

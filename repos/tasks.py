@@ -19,21 +19,11 @@ from django.db.models import F
 
 from fleets.conditions import get_condition, set_condition
 from flightctl.api.events import record_event
-from flightctl.config import parse_duration
-from flightctl.tasks import enqueue, handler, periodic
+from flightctl.tasks import enqueue, handler, periodic, setting_interval
 from repos import access, dependencies, sync
 from repos.choices import ACTOR, COMPONENT, Condition, Reason
 from repos.crypto import SecretError, unseal
 from repos.models import Repository, ResourceSync
-
-
-def _interval(setting: str):
-    def seconds() -> float:
-        from django.conf import settings
-
-        return parse_duration(getattr(settings.FLIGHTCTL, setting))
-
-    return seconds
 
 
 def _payload(obj) -> dict:
@@ -78,18 +68,18 @@ def run_resource_sync(payload: dict) -> None:
     sync.run(payload["org_id"], payload["name"])
 
 
-@periodic("repository-checks", _interval("repository_check_interval"))
+@periodic("repository-checks", setting_interval("repository_check_interval"))
 def check_all_repositories() -> None:
     for repo in Repository.objects.only("org_id", "name").order_by("pk"):
         enqueue("repository-check", _payload(repo))
 
 
-@periodic("resource-sync", _interval("resource_sync_interval"))
+@periodic("resource-sync", setting_interval("resource_sync_interval"))
 def sync_all_resource_syncs() -> None:
     for rs in ResourceSync.objects.only("org_id", "name").order_by("pk"):
         enqueue("resourcesync-run", _payload(rs))
 
 
-@periodic("dependency-sync", _interval("dependency_sync_interval"))
+@periodic("dependency-sync", setting_interval("dependency_sync_interval"))
 def sync_dependencies() -> None:
     dependencies.sync_all()
