@@ -92,16 +92,18 @@ def create_template_version(fleet: Fleet, fingerprint: str | None = None
 
 
 def mark_out_of_date(fleet: Fleet) -> None:
+    from devices.health import MSG_FLEET_NOT_SCHEDULED
+
     with connection.cursor() as cursor:
         # jsonb_set on every member row in one statement: a new template makes the whole
         # fleet out of date at once, however large it is.
         cursor.execute(
             """
             UPDATE devices_device SET status = jsonb_set(status, '{updated}',
-                '{"status": "OutOfDate", "info": "Device has not yet been scheduled for update to the fleet''s latest spec."}'::jsonb)
+                jsonb_build_object('status', 'OutOfDate', 'info', %s::text))
             WHERE org_id = %s AND owner = %s AND status -> 'updated' ->> 'status' = 'UpToDate'
-            """,  # noqa: E501
-            [fleet.org_id, f"Fleet/{fleet.name}"],
+            """,
+            [MSG_FLEET_NOT_SCHEDULED, fleet.org_id, f"Fleet/{fleet.name}"],
         )
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 GIT_USER, GIT_PASSWORD = "gituser", "Git-Pa55-7f3a91"
 FILE_TOKEN = "file-token-5e0c27d9b4"
 REGISTRY_USER, REGISTRY_PASSWORD = "reguser", "Reg-Pa55-c81d04"
@@ -39,12 +41,6 @@ def require(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is needed by this test but is not installed: {INSTALL}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:

@@ -20,18 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "agent") not in sys.path:  # the agent is a separate distribution
     sys.path.insert(0, str(ROOT / "agent"))
 
 INSTALL_HINT = ("run scripts/install-test-deps.sh as root (apt-get install swtpm swtpm-tools "
                 "libtss2-dev)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_port_pair() -> int:

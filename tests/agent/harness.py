@@ -28,14 +28,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.net import free_port
+
 BIN = Path(sys.executable).parent
 STANDINS = Path(__file__).resolve().parent / "standins"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,12 @@ import pytest
 import requests
 import yaml
 
+from tests.net import free_port
+
 BIN = Path(sys.executable).parent
 FLIGHTCTL = BIN / "flightctl"
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 EXAMPLES = REFERENCE / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
