@@ -86,6 +86,7 @@ def test_a_fleet_of_50_rolls_out_in_three_batches_while_agents_report(api, tmp_p
     devices = api.get("/api/v1/devices", {"fieldSelector": "metadata.owner=Fleet/f1"}).json()
     assert len(devices["items"]) == 50
     assert {d["spec"]["os"]["image"] for d in devices["items"]} == {"quay.io/org/os:v1"}
+    assert {d["status"]["updated"]["status"] for d in devices["items"]} == {"UpToDate"}
     tvs = api.get(f"{FLEETS}/f1/templateversions").json()
     assert [tv["metadata"]["name"] for tv in tvs["items"]] == ["v1"]
     condition = fleet_condition(api)
