@@ -4,12 +4,13 @@
 set -euo pipefail
 
 # swtpm/swtpm-tools: the software TPM of the TPM attestation tests (swtpm_setup provisions EK
-# certificates); libtss2-dev: headers tpm2-pytss builds against; tpm2-tools: for debugging.
+# certificates); libtss2-dev: headers tpm2-pytss builds against; tpm2-tools: for debugging;
+# tpm2-openssl: the agent's TPM test checks that its TSS2 key file loads in standard tooling.
 # git/openssh-server/apache2-utils: repository tests serve git over git daemon, smart HTTP and
 # SSH on loopback and protect the loopback docker-registry with an htpasswd (bcrypt) file.
 # podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
 # from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools libtss2-dev podman docker-registry busybox-static rpm)
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 

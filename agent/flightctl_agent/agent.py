@@ -22,7 +22,12 @@ from flightctl_agent import certs, enroll, fsutil, hooks, protocol, systeminfo
 from flightctl_agent.apps import AppManager
 from flightctl_agent.client import AgentClient, APIError
 from flightctl_agent.config import AgentConfig
-from flightctl_agent.identity import FileIdentity
+from flightctl_agent.identity import (
+    FileIdentity,
+    IdentityUnavailable,
+    TPMDeviceIdentity,
+    tcti_for,
+)
 from flightctl_agent.osimage import OSManager
 from flightctl_agent.podman import Podman
 from flightctl_agent.reconcile import Rebooting, Reconciler
@@ -35,10 +40,6 @@ log = logging.getLogger("flightctl_agent")
 
 LONG_POLL_TIMEOUT = 240.0
 MIN_POLL_SPACING = 1.0
-
-
-class UnsupportedConfig(Exception):
-    """A configuration this agent cannot run with; the message names the key."""
 
 
 class Publisher(threading.Thread):
@@ -109,12 +110,16 @@ class Agent:
         self.exit_code = 0
 
     def _identity(self):
-        if self.config.tpm.enabled:
-            # The TPM module (flightctl_agent.tpm) builds the keys, TCG CSR and credential
-            # proof, but the agent has no TLS client whose key stays in the TPM yet.
-            raise UnsupportedConfig("tpm.enabled: TPM-based identity is not supported by this "
-                                    "agent yet; use a file identity")
-        return FileIdentity(self.config.paths.certs_dir)
+        paths, tpm = self.config.paths, self.config.tpm
+        if tpm.auth_enabled:
+            # The reference sets a random owner-hierarchy password (dev/test only); silently
+            # running without one would not be what the owner asked for.
+            raise IdentityUnavailable("tpm.auth-enabled: TPM hierarchy passwords are not "
+                                      "supported by this agent; set it to false")
+        if tpm.enabled:
+            return TPMDeviceIdentity(paths.certs_dir, tcti_for(tpm.device_path),
+                                     paths(tpm.storage_file_path))
+        return FileIdentity(paths.certs_dir)
 
     @property
     def name(self) -> str:
@@ -159,7 +164,8 @@ class Agent:
         old = self.management_client
         self.management_client = AgentClient(
             self.config.management, cert_pem=self.identity.cert_path.read_bytes(),
-            key_file=self.identity.tls_key_file(), workdir=None)
+            key_file=self.identity.tls_key_file(), workdir=None,
+            client_key=self.identity.tls_client_key())
         if old is not None:
             # In-flight long-polls keep their own connection; close the old pool later.
             closer = threading.Timer(LONG_POLL_TIMEOUT + 10, old.close)
@@ -187,9 +193,16 @@ class Agent:
         return previous is not None and previous != boot
 
     def run(self) -> int:
+        """Run until stopped; IdentityUnavailable if the device's key cannot be used."""
         self._install_signals()
-        cfg = self.config
         self.identity.initialize()
+        try:
+            return self._run()
+        finally:
+            self.identity.close()
+
+    def _run(self) -> int:
+        cfg = self.config
         log.info("Device name: %s", self.name)
         cfg.paths.data_dir.mkdir(parents=True, exist_ok=True)
         if self.store.ensure():
@@ -210,6 +223,7 @@ class Agent:
             if self.stopping.is_set():
                 return 0
             self.collect_system_info()
+        self.identity.enrolled()
         self.build_management_client()
         print(f"Your device is enrolled to flightctl, you can manage it at: "
               f"{cfg.enrollment.ui_endpoint.rstrip('/')}/manage/{self.name}", flush=True)

@@ -32,18 +32,18 @@ def _load(config_file):
 
 
 def _run(config_file) -> int:
-    from flightctl_agent.agent import Agent, UnsupportedConfig, setup_logging
+    from flightctl_agent.agent import Agent, setup_logging
+    from flightctl_agent.identity import IdentityUnavailable
 
     cfg = _load(config_file)
     setup_logging(cfg)
     for warning in cfg.warnings:
         click.echo(f"flightctl-agent: warning: {warning}", err=True)
     try:
-        agent = Agent(cfg)
-    except UnsupportedConfig as e:
+        return Agent(cfg).run()
+    except IdentityUnavailable as e:
         click.echo(f"flightctl-agent: {e}", err=True)
         return 2
-    return agent.run()
 
 
 @main.command()

@@ -30,11 +30,21 @@ class APIError(Exception):
 
 
 class _TLS13Adapter(HTTPAdapter):
-    """Requires TLS 1.3 as the reference agent does (agent.md §11)."""
+    """Requires TLS 1.3 as the reference agent does (agent.md §11).
+
+    ``configure(context)``, if given, installs the client certificate and key in the context
+    once (a key in a TPM cannot be named by a file for urllib3 to load per connection).
+    """
+
+    def __init__(self, configure=None):
+        self._configure = configure
+        super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
         ctx = ssl.create_default_context()
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        if self._configure is not None:
+            self._configure(ctx)
         kwargs["ssl_context"] = ctx
         return super().init_poolmanager(*args, **kwargs)
 
@@ -43,13 +53,15 @@ class AgentClient:
     """One authenticated connection to a service endpoint (enrollment or management)."""
 
     def __init__(self, service: ServiceConfig, cert_pem: bytes | None = None,
-                 key_file: Path | None = None, workdir: Path | None = None):
+                 key_file: Path | None = None, workdir: Path | None = None,
+                 client_key=None):
+        """``client_key``: a key object with ``install(context, cert_file)`` (a TPM key,
+        ``flightctl_agent.tpm_tls``) used instead of ``key_file``."""
         self.server = service.server.rstrip("/")
         self.session = requests.Session()
         # REQUESTS_CA_BUNDLE in the environment would silently replace our CA: ignore the env.
         self.session.trust_env = False
         self.session.headers[protocol.API_VERSION_HEADER] = protocol.API_VERSION
-        self.session.mount("https://", _TLS13Adapter())
         self._tmp = tempfile.TemporaryDirectory(prefix="fctl-agent-tls-", dir=workdir)
         tmp = Path(self._tmp.name)
         ca = service.ca_pem()
@@ -61,17 +73,24 @@ class AgentClient:
         else:
             self.verify = True
         cert = cert_pem if cert_pem is not None else service.cert_pem()
-        key = None if key_file else service.key_pem()
         self.cert = None
+        configure = None
         if cert:
-            (tmp / "client.crt").write_bytes(cert)
-            if key:
-                key_path = tmp / "client.key"
-                key_path.write_bytes(key)
-                os.chmod(key_path, 0o600)
+            cert_file = tmp / "client.crt"
+            cert_file.write_bytes(cert)
+            if client_key is not None:
+                def configure(ctx):
+                    client_key.install(ctx, cert_file)
             else:
-                key_path = key_file or service.client_key
-            self.cert = (str(tmp / "client.crt"), str(key_path))
+                key = None if key_file else service.key_pem()
+                if key:
+                    key_path = tmp / "client.key"
+                    key_path.write_bytes(key)
+                    os.chmod(key_path, 0o600)
+                else:
+                    key_path = key_file or service.client_key
+                self.cert = (str(cert_file), str(key_path))
+        self.session.mount("https://", _TLS13Adapter(configure))
 
     def close(self) -> None:
         self.session.close()
@@ -107,6 +126,16 @@ class AgentClient:
 
     def get_enrollment_request(self, name: str) -> dict:
         return self._json(self._call("GET", f"/enrollmentrequests/{quote(name)}"))
+
+    def get_tpm_challenge(self, name: str) -> dict:
+        """A credential challenge for the request's TPM (docs/identity.md)."""
+        return self._json(self._call("POST", f"/enrollmentrequests/{quote(name)}/tpmchallenge",
+                                     {}))
+
+    def answer_tpm_challenge(self, name: str, secret_b64: str) -> dict:
+        return self._json(self._call(
+            "POST", f"/enrollmentrequests/{quote(name)}/tpmchallenge/response",
+            {"secret": secret_b64}))
 
     # management
     def get_rendered(self, name: str, known_version: str | None,

@@ -81,7 +81,7 @@ def _wait_for_approval(agent, client: AgentClient, stop) -> None:
                 return
             if state.tpm_challenge_pending and hasattr(agent.identity, "prove"):
                 try:
-                    agent.identity.prove(cfg.enrollment, agent.name)
+                    agent.identity.prove(client, agent.name)
                 except Exception as e:  # retried on the next poll
                     log.warning("TPM credential challenge failed: %s", e)
         if stop():

@@ -1,11 +1,17 @@
 """The device identity: the key pair the device is named after and authenticates with.
 
-A *file* identity keeps an ECDSA P-256 key in ``/var/lib/flightctl/certs/agent.key`` (0600). The
-management certificate issued at enrollment (``agent.crt``) binds that key to the device name.
+A *file* identity keeps an ECDSA P-256 key in ``/var/lib/flightctl/certs/agent.key`` (0600). A
+*TPM* identity (``tpm.enabled``) keeps its LDevID inside the TPM; ``agent.key`` then holds the
+TPM-wrapped blob as a ``TSS2 PRIVATE KEY`` PEM, useless without that TPM, and the LAK blob lives
+in ``tpm.storage-file-path``. Either way the management certificate issued at enrollment
+(``agent.crt``) binds the key to the device name.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -14,54 +20,43 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flightctl_agent import fsutil, protocol
 
+log = logging.getLogger(__name__)
 
-class FileIdentity:
-    """A software key on disk; created on first start and kept until decommissioning."""
 
-    kind = "file"
+class IdentityUnavailable(Exception):
+    """The configured identity cannot be used (e.g. no usable TPM); the agent exits."""
+
+
+class Identity:
+    """What both identities share: the certificate and CSR files next to the key."""
+
+    kind = ""
 
     def __init__(self, certs_dir: Path):
         self.certs_dir = certs_dir
         self.key_path = certs_dir / "agent.key"
         self.csr_path = certs_dir / "agent.csr"
         self.cert_path = certs_dir / "agent.crt"
-        self.private_key = None
-
-    def initialize(self) -> None:
-        if self.key_path.exists():
-            self.private_key = serialization.load_pem_private_key(
-                self.key_path.read_bytes(), password=None)
-            return
-        self.private_key = ec.generate_private_key(ec.SECP256R1())
-        pem = self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-        fsutil.atomic_write(self.key_path, pem, mode=0o600)
 
     @property
-    def public_key(self):
-        return self.private_key.public_key()
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        raise NotImplementedError
 
     @property
     def name(self) -> str:
         return protocol.device_name(self.public_key)
 
-    def enrollment_csr(self) -> str:
-        """The CSR for the enrollment request, reused across restarts while its CN matches."""
-        if self.csr_path.exists():
-            pem = self.csr_path.read_bytes()
-            if protocol.csr_common_name(pem) == self.name:
-                return pem.decode()
-        pem = protocol.build_csr(self.private_key, self.name)
-        fsutil.atomic_write(self.csr_path, pem, mode=0o600)
-        return pem.decode()
-
     def renewal_csr(self) -> bytes:
-        """A fresh CSR from the same key, for management-certificate renewal."""
-        return protocol.build_csr(self.private_key, self.name)
+        """A fresh PEM CSR from the same key, for management-certificate renewal."""
+        raise NotImplementedError
 
     def tls_key_file(self) -> Path:
         return self.key_path
+
+    def tls_client_key(self):
+        """A key object for TLS contexts that cannot use ``tls_key_file`` (None: use the file);
+        see ``AgentClient``."""
+        return None
 
     def has_certificate(self) -> bool:
         return self.cert_path.exists()
@@ -81,4 +76,151 @@ class FileIdentity:
         """Destroy the identity: certificate, CSR and key (decommissioning)."""
         for path in (self.cert_path, self.csr_path, self.key_path):
             fsutil.wipe(path)
+
+    def enrolled(self) -> None:
+        """The device holds its management certificate (a TPM frees its attestation keys)."""
+
+    def close(self) -> None:
+        """Release what the identity holds open (nothing for a file key)."""
+
+
+class FileIdentity(Identity):
+    """A software key on disk; created on first start and kept until decommissioning."""
+
+    kind = "file"
+
+    def __init__(self, certs_dir: Path):
+        super().__init__(certs_dir)
         self.private_key = None
+
+    def initialize(self) -> None:
+        if self.key_path.exists():
+            try:
+                self.private_key = serialization.load_pem_private_key(
+                    self.key_path.read_bytes(), password=None)
+            except ValueError as e:
+                # e.g. the TSS2 blob of a device that ran with tpm.enabled
+                raise IdentityUnavailable(f"{self.key_path} is not a software key ({e}); "
+                                          "is tpm.enabled missing?") from None
+            return
+        self.private_key = ec.generate_private_key(ec.SECP256R1())
+        pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        fsutil.atomic_write(self.key_path, pem, mode=0o600)
+
+    @property
+    def public_key(self):
+        return self.private_key.public_key()
+
+    def enrollment_csr(self) -> str:
+        """The CSR for the enrollment request, reused across restarts while its CN matches."""
+        if self.csr_path.exists():
+            pem = self.csr_path.read_bytes()
+            if protocol.csr_common_name(pem) == self.name:
+                return pem.decode()
+        pem = protocol.build_csr(self.private_key, self.name)
+        fsutil.atomic_write(self.csr_path, pem, mode=0o600)
+        return pem.decode()
+
+    def renewal_csr(self) -> bytes:
+        return protocol.build_csr(self.private_key, self.name)
+
+    def wipe(self) -> None:
+        super().wipe()
+        self.private_key = None
+
+
+def tcti_for(device_path: str) -> str:
+    """The TSS transmission interface for ``tpm.device-path``.
+
+    A TPM character device is used through its kernel resource manager (``/dev/tpm0`` →
+    ``/dev/tpmrm0``, as the reference agent does) so that other TPM users can coexist. A value
+    that is already a TCTI specification (``swtpm:host=…,port=…``, ``mssim:…``, ``tabrmd:…``,
+    ``device:…``) is used as is: tests and simulators point the agent at a software TPM.
+    """
+    if not device_path.startswith("/"):
+        return device_path
+    path = Path(device_path)
+    if path.name.startswith("tpm") and not path.name.startswith("tpmrm"):
+        managed = path.with_name("tpmrm" + path.name[3:])
+        if managed.exists():
+            path = managed
+    return f"device:{path}"
+
+
+class TPMDeviceIdentity(Identity):
+    """An LDevID in the TPM (see ``flightctl_agent.tpm``): the agent holds the TPM open for its
+    lifetime, because every mutual-TLS handshake is signed there (``flightctl_agent.tpm_tls``).
+    """
+
+    kind = "tpm"
+
+    def __init__(self, certs_dir: Path, tcti: str, storage_path: Path):
+        super().__init__(certs_dir)
+        self.tcti = tcti
+        self.storage_path = storage_path
+        self.tpm = None
+        self._tls_key = None
+        self._vendor = ""
+
+    def initialize(self) -> None:
+        # libtss2 logs expected misses (probing the optional EK template NV indices) as
+        # ERROR lines on stderr; real failures reach the agent as exceptions anyway.
+        os.environ.setdefault("TSS2_LOG", "all+none")
+        try:
+            from flightctl_agent import tpm, tpm_tls
+
+            tpm_tls.check_available()
+            self.tpm = tpm.TPMIdentity.open(self.tcti, self.storage_path, self.key_path)
+        except ImportError as e:
+            raise IdentityUnavailable(f"tpm.enabled needs tpm2-pytss: {e}") from None
+        except Exception as e:  # noqa: BLE001 - TSS and OpenSSL errors vary; one line
+            raise IdentityUnavailable(f"cannot use the TPM at {self.tcti}: {e}") from None
+        self._vendor = self.tpm.vendor_info()
+        log.info("Using TPM-based identity provider")
+
+    @property
+    def public_key(self):
+        return self.tpm.public_key()
+
+    def vendor_info(self) -> str:
+        return self._vendor
+
+    def enrollment_csr(self) -> str:
+        """The TCG CSR (base64), signed and certified in the TPM, with its EK certificate."""
+        return base64.b64encode(self.tpm.tcg_csr()).decode()
+
+    def prove(self, client, name: str) -> None:
+        """Answer the service's credential challenge (agent.md §3.4) over ``client``."""
+        challenge = client.get_tpm_challenge(name)
+        secret = self.tpm.activate_credential(
+            base64.b64decode(challenge["credentialBlob"]),
+            base64.b64decode(challenge["encryptedSecret"]))
+        client.answer_tpm_challenge(name, base64.b64encode(secret).decode())
+        log.info("TPM credential challenge answered")
+
+    def enrolled(self) -> None:
+        # Enrollment is over: the attestation keys can leave the TPM's few object slots.
+        self.tpm.release_attestation_keys()
+
+    def renewal_csr(self) -> bytes:
+        return self.tpm.csr(self.name)
+
+    def tls_client_key(self):
+        if self._tls_key is None:
+            from flightctl_agent.tpm_tls import TPMClientKey
+
+            point = self.public_key.public_bytes(serialization.Encoding.X962,
+                                                 serialization.PublicFormat.UncompressedPoint)
+            self._tls_key = TPMClientKey(point, self.tpm.sign_digest)
+        return self._tls_key
+
+    def wipe(self) -> None:
+        super().wipe()
+        fsutil.wipe(self.storage_path)
+
+    def close(self) -> None:
+        if self.tpm is not None:
+            self.tpm.close()
+            self.tpm = None

@@ -16,11 +16,14 @@ A TPM identity is three keys (agent.md §3.1):
   resident in the TPM the EK certificate describes.
 
 Only public material leaves this module: public keys, the CSR, the TCG CSR, the EK certificate
-and the recovered challenge secret. The key blobs kept in ``storage_path`` are encrypted by the
-TPM under its storage root key and useless elsewhere (kept 0600 nevertheless).
+and the recovered challenge secret. The key blobs kept on disk are encrypted by the TPM under its
+storage root key and useless elsewhere (kept 0600 nevertheless): the LDevID in ``key_path`` as a
+standard ``TSS2 PRIVATE KEY`` PEM (parent: the owner hierarchy's SRK, which tpm2-openssl and
+tpm2-tss-engine derive from the same template, so their tools can load it too), the LAK in
+``storage_path``.
 
-This module depends on tpm2-pytss and cryptography only (no server code): the device agent
-imports it.
+This module depends on tpm2-pytss, cryptography and the agent's ``fsutil`` only (no server
+code): the device agent imports it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from pathlib import Path
 
 from cryptography import x509
@@ -41,6 +45,8 @@ from tpm2_pytss import (
     ESAPI,
     ESYS_TR,
     TPM2_ALG,
+    TPM2_CAP,
+    TPM2_HT,
     TPM2_RH,
     TPM2_SE,
     TPM2_ST,
@@ -56,7 +62,10 @@ from tpm2_pytss import (
     TPMT_TK_HASHCHECK,
     TCTILdr,
 )
+from tpm2_pytss.tsskey import TSSPrivKey
 from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
+
+from flightctl_agent import fsutil
 
 #: NV index of the RSA-2048 EK certificate (TCG EK Credential Profile). The challenge uses the
 #: RSA EK: swtpm and most discrete TPMs provision it.
@@ -167,23 +176,45 @@ def build_tcg_csr(
     return TCG_CSR_VERSION + _u32(len(body)) + _u32(len(signature)) + body + signature
 
 
+def has_resource_manager(tcti: str) -> bool:
+    """Whether the TCTI goes through a resource manager (the kernel's ``/dev/tpmrm*`` or
+    tpm2-abrmd), which flushes a client's objects when it disconnects."""
+    name, _, config = tcti.partition(":")
+    return name == "tabrmd" or (name == "device" and "tpmrm" in config)
+
+
+def _flush_transient_objects(esapi: ESAPI) -> None:
+    # Without a resource manager (swtpm, mssim, /dev/tpmN) objects of a process that died
+    # without flushing stay loaded and fill the TPM's few slots. The agent is the TPM's only
+    # user in that set-up, so it clears them before loading its own keys.
+    _, data = esapi.get_capability(TPM2_CAP.HANDLES, TPM2_HT.TRANSIENT << 24, 64)
+    for handle in data.data.handles:
+        esapi.flush_context(esapi.tr_from_tpmpublic(handle))
+
+
 class TPMIdentity:
     """A device identity held in a TPM: see the module docstring for the three keys.
 
-    ``TPMIdentity.open(tcti, storage_path)`` connects (e.g. ``"swtpm:host=127.0.0.1,port=2321"``
-    or ``"device:/dev/tpmrm0"``), loads the LDevID and LAK from ``storage_path`` or creates them
-    there, and is a context manager that flushes the TPM handles on exit.
+    ``TPMIdentity.open(tcti, storage_path, key_path)`` connects (e.g.
+    ``"swtpm:host=127.0.0.1,port=2321"`` or ``"device:/dev/tpmrm0"``), loads the LDevID from
+    ``key_path`` and the LAK from ``storage_path`` or creates them there, and is a context
+    manager that flushes the TPM handles on exit. ``sign_digest`` may be called from several
+    threads (TLS handshakes); calls into the TPM are serialised.
     """
 
-    def __init__(self, esapi: ESAPI, storage_path: str | os.PathLike):
+    def __init__(self, esapi: ESAPI, storage_path: str | os.PathLike,
+                 key_path: str | os.PathLike | None = None):
         self.esapi = esapi
         self.storage_path = Path(storage_path)
+        self.key_path = Path(key_path) if key_path else self.storage_path.with_name(
+            self.storage_path.stem + "-ldevid.pem")
+        self._lock = threading.RLock()
         self._ek = self.ldevid = self.lak = None
         srk = self._create_srk()
         try:
             try:
-                self.ldevid, self._ldevid_public = self._load_or_create(srk, "ldevid", False)
-                self.lak, self._lak_public = self._load_or_create(srk, "lak", True)
+                self.ldevid, self._ldevid_public = self._load_or_create_ldevid(srk)
+                self.lak, self._lak_public = self._load_or_create_lak(srk)
             finally:
                 # TPMs have few transient object slots (three on swtpm): the SRK is only
                 # needed to load its children, and the EK needs a slot later.
@@ -193,9 +224,17 @@ class TPMIdentity:
             raise
 
     @classmethod
-    def open(cls, tcti: str, storage_path: str | os.PathLike) -> TPMIdentity:
+    def open(cls, tcti: str, storage_path: str | os.PathLike,
+             key_path: str | os.PathLike | None = None) -> TPMIdentity:
         name, _, config = tcti.partition(":")
-        return cls(ESAPI(TCTILdr(name, config or None)), storage_path)
+        esapi = ESAPI(TCTILdr(name, config or None))
+        try:
+            if not has_resource_manager(tcti):
+                _flush_transient_objects(esapi)
+            return cls(esapi, storage_path, key_path)
+        except Exception:
+            esapi.close()
+            raise
 
     def __enter__(self) -> TPMIdentity:
         return self
@@ -204,56 +243,76 @@ class TPMIdentity:
         self.close()
 
     def close(self) -> None:
-        for handle in (self.ldevid, self.lak, self._ek):
+        with self._lock:
+            self._flush(self.ldevid, self.lak, self._ek)
+            self.ldevid = self.lak = self._ek = None
+            self.esapi.close()
+
+    def release_attestation_keys(self) -> None:
+        """Unload the LAK and the EK once enrollment no longer needs them (after that only
+        ``sign_digest`` and the public key are usable), freeing TPM object slots."""
+        with self._lock:
+            self._flush(self.lak, self._ek)
+            self.lak = self._ek = None
+
+    def _flush(self, *handles) -> None:
+        for handle in handles:
             if handle is not None:
                 try:
                     self.esapi.flush_context(handle)
                 except Exception:  # noqa: BLE001 - best effort while closing
                     pass
-        self.ldevid = self.lak = self._ek = None
-        self.esapi.close()
 
     # -- keys ---------------------------------------------------------------------------------
 
     def _create_srk(self):
         # A primary key is derived from the owner seed and its template, so recreating it on
-        # every start yields the same SRK without storing anything.
+        # every start yields the same SRK without storing anything. The template is the TCG
+        # "owner SRK" one that a TSS2 PRIVATE KEY with parent TPM2_RH_OWNER refers to.
         template = TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=_SRK_ATTRS)
         handle, *_ = self.esapi.create_primary(None, template, ESYS_TR.OWNER)
         return handle
 
-    def _load_or_create(self, srk, which: str, restricted: bool):
-        stored = self._read_storage().get(which)
+    def _create_key(self, srk, restricted: bool):
+        attrs = _KEY_ATTRS | (TPMA_OBJECT.RESTRICTED if restricted else 0)
+        template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256", objectAttributes=attrs)
+        # The parser gives restricted keys an AES symmetric (right for storage keys); a
+        # signing key must have none, or the TPM refuses the template.
+        template.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG.NULL
+        private, public, *_ = self.esapi.create(srk, None, template)
+        return private, public
+
+    def _load_or_create_ldevid(self, srk):
+        if self.key_path.exists():
+            key = TSSPrivKey.from_pem(self.key_path.read_bytes())
+            if key.parent != TPM2_RH.OWNER or not key.empty_auth:
+                raise TPMError(f"{self.key_path}: not an LDevID of this agent (parent or auth)")
+            private, public = key.private, key.public
+        else:
+            private, public = self._create_key(srk, restricted=False)
+            pem = TSSPrivKey(private, public, empty_auth=True, parent=TPM2_RH.OWNER).to_pem()
+            fsutil.atomic_write(self.key_path, pem, mode=0o600)
+        return self.esapi.load(srk, private, public), public
+
+    def _load_or_create_lak(self, srk):
+        stored = self._read_storage().get("lak")
         if stored:
             private, _ = TPM2B_PRIVATE.unmarshal(base64.b64decode(stored["private"]))
             public, _ = TPM2B_PUBLIC.unmarshal(base64.b64decode(stored["public"]))
         else:
-            attrs = _KEY_ATTRS | (TPMA_OBJECT.RESTRICTED if restricted else 0)
-            template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256", objectAttributes=attrs)
-            # The parser gives restricted keys an AES symmetric (right for storage keys); a
-            # signing key must have none, or the TPM refuses the template.
-            template.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG.NULL
-            private, public, *_ = self.esapi.create(srk, None, template)
+            private, public = self._create_key(srk, restricted=True)
             data = self._read_storage()
-            data[which] = {
+            data["lak"] = {
                 "private": base64.b64encode(private.marshal()).decode(),
                 "public": base64.b64encode(public.marshal()).decode(),
             }
-            self._write_storage(data)
+            fsutil.atomic_write(self.storage_path, json.dumps(data), mode=0o600)
         return self.esapi.load(srk, private, public), public
 
     def _read_storage(self) -> dict:
         if not self.storage_path.exists():
             return {}
         return json.loads(self.storage_path.read_text() or "{}")
-
-    def _write_storage(self, data: dict) -> None:
-        self.storage_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.storage_path.with_name(self.storage_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, self.storage_path)
 
     @staticmethod
     def _ecc_public_key(public: TPM2B_PUBLIC) -> ec.EllipticCurvePublicKey:
@@ -277,7 +336,10 @@ class TPMIdentity:
         scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDSA)
         scheme.details.any.hashAlg = TPM2_ALG.SHA256
         ticket = TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL)
-        signature = self.esapi.sign(self.ldevid, TPM2B_DIGEST(digest), scheme, ticket)
+        with self._lock:
+            if self.ldevid is None:
+                raise TPMError("the TPM identity is closed")
+            signature = self.esapi.sign(self.ldevid, TPM2B_DIGEST(digest), scheme, ticket)
         ecdsa = signature.signature.ecdsa
         return encode_dss_signature(
             int.from_bytes(bytes(ecdsa.signatureR), "big"),
@@ -293,9 +355,18 @@ class TPMIdentity:
     def ek_certificate(self) -> bytes:
         """The DER EK certificate the manufacturer stored in NV memory."""
         try:
-            return NVReadEK(self.esapi)(EK_CERT_INDEX_RSA)
+            with self._lock:
+                return NVReadEK(self.esapi)(EK_CERT_INDEX_RSA)
         except NoSuchIndex:
             raise TPMError("the TPM has no RSA EK certificate (NV index 0x01c00002)") from None
+
+    def vendor_info(self) -> str:
+        """``systemInfo.tpmVendorInfo`` as the reference reports it (agent.md §3.1)."""
+        try:
+            self.ek_certificate()
+        except Exception:  # noqa: BLE001 - any failure means the vendor is not known
+            return "tpm-vendor-unavailable"
+        return "tpm-vendor-available"
 
     def _endorsement_key(self):
         if self._ek is None:
@@ -307,9 +378,10 @@ class TPMIdentity:
         """``TPM2_Certify`` of the LDevID by the LAK: (TPMS_ATTEST, marshalled TPMT_SIGNATURE)."""
         scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDSA)
         scheme.details.any.hashAlg = TPM2_ALG.SHA256
-        attest, signature = self.esapi.certify(
-            self.ldevid, self.lak, TPM2B_DATA(b"\x00" * 8), scheme
-        )
+        with self._lock:
+            attest, signature = self.esapi.certify(
+                self.ldevid, self.lak, TPM2B_DATA(b"\x00" * 8), scheme
+            )
         return attest.marshal()[2:], signature.marshal()
 
     def tcg_csr(self, *, product_model: str = "FlightCtl-Device",
@@ -331,19 +403,20 @@ class TPMIdentity:
     def activate_credential(self, credential_blob: bytes, encrypted_secret: bytes) -> bytes:
         """Recover the service's challenge secret; only works in the TPM that holds the EK and
         the LAK the challenge was made for."""
-        ek = self._endorsement_key()
-        session = self.esapi.start_auth_session(
-            tpm_key=ESYS_TR.NONE, bind=ESYS_TR.NONE, session_type=TPM2_SE.POLICY,
-            symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), auth_hash=TPM2_ALG.SHA256,
-        )
-        try:
-            # The EK's policy is PolicySecret(endorsement hierarchy).
-            self.esapi.policy_secret(ESYS_TR.ENDORSEMENT, session)
-            blob, _ = TPM2B_ID_OBJECT.unmarshal(credential_blob)
-            secret, _ = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
-            recovered = self.esapi.activate_credential(
-                self.lak, ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=session
+        with self._lock:
+            ek = self._endorsement_key()
+            session = self.esapi.start_auth_session(
+                tpm_key=ESYS_TR.NONE, bind=ESYS_TR.NONE, session_type=TPM2_SE.POLICY,
+                symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), auth_hash=TPM2_ALG.SHA256,
             )
-        finally:
-            self.esapi.flush_context(session)
-        return bytes(recovered)
+            try:
+                # The EK's policy is PolicySecret(endorsement hierarchy).
+                self.esapi.policy_secret(ESYS_TR.ENDORSEMENT, session)
+                blob, _ = TPM2B_ID_OBJECT.unmarshal(credential_blob)
+                secret, _ = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
+                recovered = self.esapi.activate_credential(
+                    self.lak, ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=session
+                )
+            finally:
+                self.esapi.flush_context(session)
+            return bytes(recovered)

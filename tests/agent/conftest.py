@@ -1,4 +1,5 @@
-"""Fixtures of the agent tests: one real server and one loopback registry per test session.
+"""Fixtures of the agent tests: one real server (trusting a software TPM manufacturer) and one
+loopback registry per test session.
 
 The server process shares this process's test database, so a test can set a device's rendered
 spec through Django (as the renderer will) and wake the agent's long-poll with
@@ -16,6 +17,7 @@ import pytest
 from flightctl_agent.podman import AGENT_LABEL, instance_label
 
 from tests.agent.harness import AgentProcess, Registry, Server, podman_containers
+from tests.tpm_support import ManufacturerCA, SoftwareTPM
 
 
 def _database_url(settings: dict) -> str:
@@ -34,14 +36,23 @@ def agent_tmp():
 
 
 @pytest.fixture(scope="package")
-def session_server(django_db_setup, django_db_blocker, agent_tmp):
+def tpm_manufacturer(agent_tmp):
+    """The TPM manufacturer the server trusts (``tpm_ca_files``): swtpm's local CA, created
+    with the first EK certificate it issues."""
+    ca = ManufacturerCA(agent_tmp / "tpm-manufacturer")
+    SoftwareTPM(agent_tmp / "tpm-bootstrap", ca).stop()
+    return ca
+
+
+@pytest.fixture(scope="package")
+def session_server(django_db_setup, django_db_blocker, agent_tmp, tpm_manufacturer):
     from django.db import connection
 
     with django_db_blocker.unblock():
         url = _database_url(connection.settings_dict)
     data_dir = agent_tmp / "server" / "data"
     data_dir.mkdir(parents=True)
-    srv = Server(data_dir, url, token="")
+    srv = Server(data_dir, url, token="", tpm_ca_files=tpm_manufacturer.ca_files())
     yield srv
     srv.stop()
 

@@ -143,7 +143,8 @@ def _encryption_key():
 class Server:
     """A ``flightctl-server serve`` process sharing the test database with this process."""
 
-    def __init__(self, data_dir: Path, database_url: str, token: str):
+    def __init__(self, data_dir: Path, database_url: str, token: str,
+                 tpm_ca_files: list[str] = ()):
         self.data_dir = data_dir
         self.port, self.agent_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.port}"
@@ -156,7 +157,8 @@ class Server:
         env.update({"FLIGHTCTL_DATA_DIR": str(data_dir), "FLIGHTCTL_DATABASE_URL": database_url,
                     "FLIGHTCTL_RENDERED_WAIT_TIMEOUT": "30s",
                     "FLIGHTCTL_SECRET_KEY": settings.SECRET_KEY,
-                    "FLIGHTCTL_ENCRYPTION_KEY_FILE": str(_encryption_key())})
+                    "FLIGHTCTL_ENCRYPTION_KEY_FILE": str(_encryption_key()),
+                    "FLIGHTCTL_TPM_CA_FILES": ",".join(tpm_ca_files)})
         self.log = open(data_dir.parent / "server.log", "w")  # noqa: SIM115 - lives with server
         self.process = subprocess.Popen(
             [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{self.port}",

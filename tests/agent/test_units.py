@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from flightctl_agent import apps, config, files, hooks, policy, protocol
+from flightctl_agent import apps, config, files, hooks, identity, policy, protocol
 from flightctl_agent.osimage import parse_bootc_status
 
 
@@ -22,6 +22,15 @@ def test_the_configuration_has_the_reference_defaults_and_lives_under_the_root(t
     assert (cfg.status_update_interval, cfg.spec_fetch_interval, cfg.pull_timeout) == (60, 60, 600)
     assert cfg.system_info == config.DEFAULT_SYSTEM_INFO and cfg.log_level == "info"
     assert cfg.tpm.storage_file_path == "/var/lib/flightctl/tpm-blob.yaml"
+
+
+def test_a_tpm_device_is_used_through_its_resource_manager_and_a_tcti_is_used_as_given(
+        tmp_path):
+    (tmp_path / "tpm0").touch()
+    assert identity.tcti_for(str(tmp_path / "tpm0")) == f"device:{tmp_path}/tpm0"
+    (tmp_path / "tpmrm0").touch()
+    assert identity.tcti_for(str(tmp_path / "tpm0")) == f"device:{tmp_path}/tpmrm0"
+    assert identity.tcti_for("swtpm:host=127.0.0.1,port=2321") == "swtpm:host=127.0.0.1,port=2321"
 
 
 def test_drop_ins_merge_in_order_and_an_invalid_one_is_skipped_and_reported(tmp_path):
