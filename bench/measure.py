@@ -134,3 +134,28 @@ def pgbench_update_tps(url: str, seconds: int = 10) -> float | None:
         if line.startswith("tps ="):
             return round(float(line.split()[2]), 1)
     return None
+
+
+def delivery_ms(url: str, arrivals: dict) -> dict:
+    """How long each device's waiting ``/rendered`` long-poll took to deliver a new render:
+    its arrival in the simulator minus the render's time in the database (``rendered_at``, set
+    when the render's page was computed, so commit, notification, wake-up and the response are
+    all inside). This is the latency of the rendered call that matters to a device; its idle
+    wait before the render is not latency."""
+    devices = arrivals.get("devices") or {}
+    if not devices:
+        return {}
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT name, extract(epoch FROM rendered_at) FROM devices_device "
+            "WHERE rendered_version = %s AND name = ANY(%s)",
+            (arrivals["version"], list(devices))).fetchall()
+    delays = sorted(max(0.0, devices[name] - float(at)) * 1000 for name, at in rows)
+    if not delays:
+        return {}
+
+    def quantile(q: float) -> float:
+        return round(delays[min(len(delays) - 1, int(q * len(delays)))], 1)
+
+    return {"devices": len(delays), "p50_ms": quantile(0.50), "p99_ms": quantile(0.99),
+            "max_ms": round(delays[-1], 1)}

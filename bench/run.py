@@ -212,6 +212,8 @@ class Bench:
         wait_for("rollout convergence", self.all_up_to_date, args.rollout_timeout, 1)
         self.report["rollout_convergence_seconds"] = round(time.monotonic() - changed, 1)
         final = self.stats()
+        self.report["rendered_delivery"] = measure.delivery_ms(self.db_url,
+                                                               final.get("arrivals") or {})
         self.report["simulator"] = {"enrolled": final.get("enrolled"),
                                     "errors_total": final.get("errors_total"),
                                     "error_samples": final.get("error_samples"),

@@ -140,14 +140,25 @@ AGENT_COMPONENT = "flightctl-agent-api"
 
 
 def record_agent_status(device: Device, status: dict) -> Device:
-    """Store the status an agent reported, refresh ``last_seen`` and recompute the service-side
-    members (api.md §4.3), recording the transitions as events.
+    """:func:`report_status` for a loaded ``device``, which is updated in place."""
+    current = report_status(device.org_id, device.name, status)
+    if current is not None:
+        device.status, device.last_seen = current.status, current.last_seen
+        device.resource_version = current.resource_version
+    return device
 
-    One transaction, constant queries: the row is locked and re-read together with its fleet's
-    TemplateVersion, written once, and its events inserted in one statement. Locking matters
-    because the periodic connectivity check may be recomputing the same row. AwaitingReconnect
-    and ConflictPaused survive because they follow the device's annotations, which agents
-    cannot touch. ``resourceVersion`` moves only when the status actually changed, so a
+
+def report_status(org_id, name: str, status: dict) -> Device | None:
+    """Store the status an agent reported, refresh ``last_seen`` and recompute the service-side
+    members (api.md §4.3), recording the transitions as events. Returns the device as written
+    (``rendered_spec`` deferred), or None if there is no such device.
+
+    One transaction, three statements: the row is locked and read together with its fleet's
+    TemplateVersion, written once, and its events inserted in one statement (no read before
+    the lock: at fleet scale the agent API's CPU goes mostly into building queries). Locking
+    matters because the periodic connectivity check may be recomputing the same row.
+    AwaitingReconnect and ConflictPaused survive because they follow the device's annotations,
+    which agents cannot touch. ``resourceVersion`` moves only when the status actually changed, so a
     heartbeat that reports nothing new does not invalidate clients' cached versions.
     """
     from devices.health import (
@@ -160,8 +171,10 @@ def record_agent_status(device: Device, status: dict) -> Device:
 
     now = timezone.now()
     with transaction.atomic():
-        current = (with_fleet_template_version(Device.objects.filter(pk=device.pk))
-                   .defer("rendered_spec").select_for_update(of=("self",)).get())
+        current = (with_fleet_template_version(Device.objects.filter(org_id=org_id, name=name))
+                   .defer("rendered_spec").select_for_update(of=("self",)).first())
+        if current is None:
+            return None
         stored = current.status
         before = complete_status(stored)
         merged = complete_status(status)
@@ -187,8 +200,10 @@ def record_agent_status(device: Device, status: dict) -> Device:
                                    component=AGENT_COMPONENT)
         if events:
             Event.objects.bulk_create(events)
-    device.status, device.last_seen, device.resource_version = merged, now, version
-    return device
+    current.resource_version = version
+    if changed:
+        current.updated_at = now
+    return current
 
 
 def request_render(device: Device) -> None:

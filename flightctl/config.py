@@ -81,6 +81,9 @@ class Config:
     workers: int = 2
     threads: int = 4
     task_workers: int = 1
+    # Agent API processes sharing its socket. Each runs one event loop that holds its share of
+    # the idle long-polls; two let status writes use both cores (docs/scale.md).
+    agent_api_workers: int = 2
     log_level: str = "info"
     device_disconnected_timeout: str = "5m"
     event_retention: str = "168h"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
 
+from bench import procs
 from tests.test_server_command import BIN, server_env, wait_until_up
 from tests.tpm_support import AgentClient, AgentServer, csr_pem, free_port, key_pem, new_key
 
@@ -42,9 +44,15 @@ def test_serve_starts_the_mutual_tls_agent_api(tmp_path):
                              tmp_path / "none.log", process)
         agent = AgentClient(server, base64.b64decode(
             service["authentication"]["client-certificate-data"]), key_pem(key), tmp_path / "a")
-        missing = agent.get("/api/v1/enrollmentrequests/nope")
-        assert missing.status_code == 404
-        assert missing.json()["message"] == 'EnrollmentRequest of name "nope" not found'
+        # Two agent API processes share the port (agent_api_workers' default); every new
+        # connection, whichever process accepts it, sees its client certificate.
+        workers = [pid for pid in procs.tree(process.pid)
+                   if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) >= 2, workers
+        for _ in range(6):  # a new connection each time
+            missing = agent.get("/api/v1/enrollmentrequests/nope")
+            assert missing.status_code == 404
+            assert missing.json()["message"] == 'EnrollmentRequest of name "nope" not found'
         with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
             requests.get(f"{server.url}/api/v1/enrollmentrequests/nope", verify=str(bundle),
                          timeout=10)

@@ -35,3 +35,5 @@ def test_two_hundred_simulated_devices_enroll_report_and_converge_without_errors
     assert report["steady_state"]["operations"]["status.put"]["count"] > 0
     # every device received the new template and reported it (the fleet is UpToDate)
     assert report["rollout_convergence_seconds"] > 0
+    # ... each through its waiting long-poll, set against the render's time in the database
+    assert report["rendered_delivery"]["devices"] == 200

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ca-certs", required=True,
                         help="CA bundle client certificates must chain to")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the socket (each with its own event loop)")
     args = parser.parse_args(argv)
 
     # Not setdefault: the supervisor runs with the user API's settings in its environment.
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         ssl_keyfile=args.keyfile,
         ssl_ca_certs=args.ca_certs,
         ssl_cert_reqs=ssl.CERT_REQUIRED,
+        # With more than one, uvicorn binds the socket once and starts that many processes
+        # accepting on it; each has its own render listener and last-seen flusher.
+        workers=args.workers,
         lifespan="off",
         log_level=args.log_level,
         access_log=args.log_level == "debug",

@@ -28,8 +28,8 @@ from devices.api.serializers import DeviceSerializer
 from devices.models import Device
 from devices.services import (
     last_seen_buffer,
-    record_agent_status,
     rendered_device_body,
+    report_status,
     touch_last_seen,
 )
 from enrollment import services, signers
@@ -200,16 +200,18 @@ def _device(org, name: str) -> Device:
 def device_status(request, peer, name: str):
     require_device(peer, name)
     org = _org(peer)
-    device = _device(org, name)
     body = _json_body(request)
     if request.method == "PATCH":
-        current = DEVICE_SERIALIZER.to_representation(device)
+        current = DEVICE_SERIALIZER.to_representation(_device(org, name))
         body = apply_json_patch(current, body)
         for key in ("apiVersion", "kind", "metadata", "spec"):
             if current.get(key) != body.get(key):
                 raise bad_request(f"{key} is immutable")
     incoming = DEVICE_SERIALIZER.parse(body, path_name=name, for_status=True)
-    device = record_agent_status(device, incoming.status or {})  # also refreshes last-seen
+    # A PUT reads the device only under the status write's own lock (also refreshes last-seen).
+    device = report_status(org, name, incoming.status or {})
+    if device is None:
+        raise not_found("Device", name)
     return _json(DEVICE_SERIALIZER.to_representation(device))
 
 

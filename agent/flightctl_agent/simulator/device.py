@@ -124,7 +124,7 @@ class SimulatedDevice:
                         self.stats.record("rendered.200", elapsed)
                         if rendered.version != self.version:
                             self.version = rendered.version
-                            self.stats.received_render(rendered.version)
+                            self.stats.received_render(rendered.version, self.name)
                             self.status_changed.set()  # report the new version right away
                         continue
                     if response.status == 204:

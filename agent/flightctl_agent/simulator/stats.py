@@ -75,6 +75,10 @@ class Stats:
         self.started = time.time()
         #: rendered version -> [devices that received it, wall time of the last receipt]
         self.renders: dict[int, list] = {}
+        #: device -> wall time it received the newest version any device has received, so the
+        #: benchmark can set each arrival against the render's time in the database
+        self.arrivals: dict[str, float] = {}
+        self._newest = 0
 
     def record(self, op: str, seconds: float) -> None:
         self.counts[op] += 1
@@ -86,10 +90,15 @@ class Stats:
         self.hists.setdefault(op, Counter())
         self.error_samples.append(f"{op}: {message}"[:300])
 
-    def received_render(self, version: int) -> None:
+    def received_render(self, version: int, device: str = "") -> None:
+        now = time.time()
         entry = self.renders.setdefault(version, [0, 0.0])
         entry[0] += 1
-        entry[1] = time.time()
+        entry[1] = now
+        if version > self._newest:
+            self._newest, self.arrivals = version, {}
+        if version == self._newest and device:
+            self.arrivals[device] = now
 
     def snapshot(self, phase: str, devices: int) -> dict:
         return {
@@ -100,4 +109,5 @@ class Stats:
             "errors_total": sum(self.errors.values()),
             "error_samples": list(self.error_samples),
             "renders": {str(k): v for k, v in self.renders.items()},
+            "arrivals": {"version": self._newest, "devices": self.arrivals},
         }
