@@ -137,20 +137,20 @@ def pgbench_update_tps(url: str, seconds: int = 10) -> float | None:
 
 
 def delivery_ms(url: str, arrivals: dict) -> dict:
-    """How long each device's waiting ``/rendered`` long-poll took to deliver a new render:
-    its arrival in the simulator minus the render's time in the database (``rendered_at``, set
-    when the render's page was computed, so commit, notification, wake-up and the response are
-    all inside). This is the latency of the rendered call that matters to a device; its idle
-    wait before the render is not latency."""
-    devices = arrivals.get("devices") or {}
-    if not devices:
+    """How long each device's waiting ``/rendered`` long-poll took to deliver its newest
+    render: its arrival in the simulator (``arrivals``: name -> [version, wall time]) minus
+    the render's time in the database (``rendered_at``, set when the render's page was
+    computed, so commit, notification, wake-up and the response are all inside). This is the
+    latency of the rendered call that matters to a device; its idle wait is not latency."""
+    if not arrivals:
         return {}
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT name, extract(epoch FROM rendered_at) FROM devices_device "
-            "WHERE rendered_version = %s AND name = ANY(%s)",
-            (arrivals["version"], list(devices))).fetchall()
-    delays = sorted(max(0.0, devices[name] - float(at)) * 1000 for name, at in rows)
+            "SELECT name, rendered_version, extract(epoch FROM rendered_at) "
+            "FROM devices_device WHERE name = ANY(%s)", (list(arrivals),)).fetchall()
+    delays = sorted(max(0.0, arrivals[name][1] - float(at)) * 1000
+                    for name, version, at in rows if at is not None
+                    and arrivals[name][0] == version)
     if not delays:
         return {}
 

@@ -33,6 +33,9 @@ BIN = Path(sys.executable).parent
 FLEET = "simulated"
 #: connections one source address can hold to one server port (the ephemeral port range)
 PORTS_PER_SOURCE = 25_000
+#: the sizing rule docs/scale.md derives: each agent API process's heap, and so the length of
+#: its garbage collector's full pauses, grows with the devices it holds
+DEVICES_PER_AGENT_API_WORKER = 2_500
 
 
 def free_port() -> int:
@@ -75,7 +78,8 @@ class Bench:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="flightctl-bench-"))
         self.procs: list[subprocess.Popen] = []
-        self.report: dict = {"devices": args.devices}
+        self.report: dict = {"devices": args.devices,
+                             "agent_api_workers": args.agent_api_workers}
 
     # -- processes -------------------------------------------------------------------------
 
@@ -106,7 +110,8 @@ class Bench:
         self.db_url = self.db.start()
         self.port, self.agent_port = free_port(), free_port()
         env = {"FLIGHTCTL_DATA_DIR": str(self.work / "data"),
-               "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning"}
+               "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
+               "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers)}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.server = self.spawn(
             [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{self.port}",
@@ -186,7 +191,11 @@ class Bench:
         def enrolled():
             if self.simulator.poll() is not None:
                 raise RuntimeError(f"simulator exited; see {self.work / 'simulator.log'}")
-            return self.stats().get("enrolled", 0) >= n
+            stats = self.stats()
+            if stats.get("enroll_failed"):
+                raise RuntimeError(f"{stats['enroll_failed']} devices gave up enrolling: "
+                                   f"{stats.get('error_samples')}")
+            return stats.get("enrolled", 0) >= n
         wait_for(f"{n} enrollments", enrolled, args.enroll_timeout, 2)
         self.report["enroll_seconds"] = round(time.monotonic() - started, 1)
         wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
@@ -205,11 +214,17 @@ class Bench:
             "errors": sum(op["errors"] for op in window.values()),
             "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
             "operations": summarize(window, t1 - t0)}
-        # Rollout: a template change, until every device reports it (UpToDate).
-        changed = time.monotonic()
+        # Rollout: a template change, until every device has received a new rendered version
+        # and reported it (UpToDate again). The summary alone would not do: it still shows the
+        # old UpToDate until the new TemplateVersion marks the fleet OutOfDate.
+        changed, changed_wall = time.monotonic(), time.time()
         self.create_fleet("version 2\n")
-        time.sleep(1)
-        wait_for("rollout convergence", self.all_up_to_date, args.rollout_timeout, 1)
+
+        def converged():
+            arrivals = (self.stats().get("arrivals") or {}).values()
+            received = sum(1 for _, at in arrivals if at >= changed_wall)
+            return received >= n and self.all_up_to_date()
+        wait_for("rollout convergence", converged, args.rollout_timeout, 1)
         self.report["rollout_convergence_seconds"] = round(time.monotonic() - changed, 1)
         final = self.stats()
         self.report["rendered_delivery"] = measure.delivery_ms(self.db_url,
@@ -283,7 +298,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="stop after the rollout: no list or baseline measurements")
     parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--agent-api-workers", type=int, default=0,
+                        help=f"agent API processes (default: one per "
+                        f"{DEVICES_PER_AGENT_API_WORKER} devices, at least 2)")
     args = parser.parse_args(argv)
+    args.agent_api_workers = args.agent_api_workers or max(
+        2, math.ceil(args.devices / DEVICES_PER_AGENT_API_WORKER))
     from flightctl_agent.simulator.run import raise_file_limit
 
     raise_file_limit()  # inherited by the server and the simulator

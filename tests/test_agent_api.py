@@ -196,6 +196,54 @@ def test_a_long_poll_for_a_device_that_does_not_exist_is_404(agent_server, api, 
     assert response.json()["message"] == f'Device of name "{name}" not found'
 
 
+def test_the_hot_operations_answer_like_every_agent_operation(agent_server, api, tmp_path):
+    """The long-poll and status PUTs are served ahead of Django (flightctl/agent_api/
+    hotpath.py); their errors, headers and negotiation are those of the other operations."""
+    agent, name, _ = enroll(api, agent_server, tmp_path)
+    render(name, {"os": {"image": "os:1"}}, 1)
+    url = f"/api/v1/devices/{name}/rendered"
+    ok = agent.get(url)
+    status = agent.get(f"/api/v1/devices/{name}/status")  # a Django-served operation
+    for response in (ok, status):
+        assert response.headers["Flightctl-API-Version"] == "v1beta1"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "max-age" in response.headers["Strict-Transport-Security"]
+    assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/json"
+    assert ok.json()["metadata"]["name"] == name and ok.json()["kind"] == "Device"
+    bad = agent.get(url, params={"knownRenderedVersion": "x"})
+    assert bad.status_code == 400
+    assert bad.json() == {"apiVersion": "flightctl.io/v1beta1", "kind": "Status",
+                          "status": "Failure", "code": 400, "reason": "Bad Request",
+                          "message": "invalid knownRenderedVersion 'x': must be an integer"}
+    posted = agent.request("POST", url, json={})
+    assert posted.status_code == 405
+    assert posted.json()["message"] == 'Method "POST" not allowed.'
+    old = agent.get(url, headers={"Flightctl-API-Version": "v1alpha1"})
+    assert old.status_code == 406
+    assert old.headers["Flightctl-API-Versions-Supported"] == "v1beta1"
+    assert old.json()["kind"] == "Status"
+
+    status_url = f"/api/v1/devices/{name}/status"
+    garbled = agent.request("PUT", status_url, data=b"{not json",
+                            headers={"Content-Type": "application/json"})
+    assert garbled.status_code == 400
+    assert garbled.json()["message"] == "API Error: request body is not valid JSON"
+    assert garbled.headers["Flightctl-API-Version"] == "v1beta1"
+    document = ok.json()
+    document["metadata"]["name"] = "someone-else"
+    mismatch = agent.put(status_url, document)
+    assert mismatch.status_code == 400 and mismatch.json()["kind"] == "Status"
+    huge = agent.request("PUT", status_url, data=b" " * (3 * 2**20),
+                         headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["message"] == "request body too large"
+    document["metadata"]["name"] = name
+    document["status"]["systemInfo"] = {"bootID": "hot"}
+    stored = agent.put(status_url, document)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["status"]["systemInfo"]["bootID"] == "hot"
+    assert stored.json()["metadata"]["name"] == name
+
+
 def test_no_client_certificate_fails_the_handshake(agent_server):
     with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
         requests.get(f"{agent_server.url}/api/v1/enrollmentrequests/x",

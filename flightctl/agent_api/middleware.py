@@ -12,7 +12,7 @@ from cryptography import x509
 from enrollment.signers import Peer, public_key_der
 from flightctl import pki
 from flightctl.agent_api.server import PEERCERT_KEY
-from flightctl.api.errors import status_response
+from flightctl.api.errors import status_body, status_response
 from flightctl.api.middleware import SUPPORTED_VERSIONS, VERSION_HEADER
 from flightctl.models import DEFAULT_ORG_ID
 
@@ -39,6 +39,37 @@ def peer_from_certificate(der: bytes) -> Peer | None:
                 public_key_der=public_key_der(cert.public_key()))
 
 
+def authenticate(requested_version: str, state: dict) -> tuple[Peer | None, tuple | None]:
+    """The caller of one request: ``(peer, None)``, or ``(None, (code, Status body, extra
+    headers))`` when the request must be refused before any view runs."""
+    requested = requested_version.strip()
+    if requested and requested not in SUPPORTED_VERSIONS:
+        supported = ", ".join(SUPPORTED_VERSIONS)
+        return None, (406, status_body(
+            406, f"Requested API version is not supported for this endpoint. Supported "
+                 f"versions: {supported}"), {"Flightctl-API-Versions-Supported": supported})
+    der = state.get(PEERCERT_KEY)
+    if not der:
+        return None, (400, status_body(400, "no TLS client certificate"), {})
+    peer = peer_from_certificate(der)
+    if peer is None:
+        return None, (401, status_body(401, "client certificate carries no valid signer or "
+                                            "organization"), {})
+    return peer, None
+
+
+def response_headers() -> dict[str, str]:
+    """Headers of every agent API response: the negotiated version and hardening."""
+    return {
+        VERSION_HEADER: SUPPORTED_VERSIONS[0],
+        "Vary": VERSION_HEADER,
+        "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    }
+
+
 class AgentMiddleware:
     sync_capable = True
     async_capable = True
@@ -59,28 +90,16 @@ class AgentMiddleware:
 
     @staticmethod
     def _refuse(request):
-        requested = request.headers.get(VERSION_HEADER, "").strip()
-        if requested and requested not in SUPPORTED_VERSIONS:
-            response = status_response(
-                406, "Requested API version is not supported for this endpoint. Supported "
-                     f"versions: {', '.join(SUPPORTED_VERSIONS)}")
-            response["Flightctl-API-Versions-Supported"] = ", ".join(SUPPORTED_VERSIONS)
-            return response
-        der = (getattr(request, "scope", {}).get("state") or {}).get(PEERCERT_KEY)
-        if not der:
-            return status_response(400, "no TLS client certificate")
-        request.agent_peer = peer_from_certificate(der)
-        if request.agent_peer is None:
-            return status_response(401, "client certificate carries no valid signer "
-                                        "or organization")
-        return None
+        state = getattr(request, "scope", {}).get("state") or {}
+        request.agent_peer, refusal = authenticate(request.headers.get(VERSION_HEADER, ""),
+                                                   state)
+        if refusal is None:
+            return None
+        code, body, headers = refusal
+        return status_response(code, body["message"], headers)
 
     @staticmethod
     def _finish(response):
-        response[VERSION_HEADER] = SUPPORTED_VERSIONS[0]
-        response["Vary"] = VERSION_HEADER
-        response.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        response.setdefault("X-Content-Type-Options", "nosniff")
-        response.setdefault("X-Frame-Options", "DENY")
-        response["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+        for key, value in response_headers().items():
+            response[key] = value
         return response

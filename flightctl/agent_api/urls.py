@@ -1,5 +1,6 @@
-"""The agent API's URL map: exactly the reference's seven agent operations, plus the HTTPS
-transport of the TPM credential challenge (docs/identity.md)."""
+"""The agent API's URL map: the reference's agent operations, plus the HTTPS transport of the
+TPM credential challenge (docs/identity.md). The ``/rendered`` long-poll and status PUTs are
+answered ahead of Django by :mod:`flightctl.agent_api.hotpath`."""
 
 from django.urls import path
 
@@ -14,7 +15,6 @@ urlpatterns = [
     path("api/v1/enrollmentrequests/<str:name>/tpmchallenge", views.tpm_challenge),
     path("api/v1/enrollmentrequests/<str:name>/tpmchallenge/response",
          views.tpm_challenge_response),
-    path("api/v1/devices/<str:name>/rendered", views.rendered_device),
     path("api/v1/devices/<str:name>/status", views.device_status),
     path("api/v1/certificatesigningrequests", views.certificate_signing_requests),
     path("api/v1/certificatesigningrequests/<str:name>", views.certificate_signing_request),

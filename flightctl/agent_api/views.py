@@ -12,23 +12,18 @@ gains nothing from DRF's per-request machinery on this hot path. Errors are the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
 import json
 import uuid
 
-from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 
 from devices.api.serializers import DeviceSerializer
 from devices.models import Device
 from devices.services import (
-    last_seen_buffer,
-    rendered_device_body,
     report_status,
     touch_last_seen,
 )
@@ -39,8 +34,6 @@ from enrollment.api.serializers import (
 )
 from enrollment.models import CertificateSigningRequest, EnrollmentRequest
 from flightctl import pki
-from flightctl.agent_api import db as agent_db
-from flightctl.agent_api.listener import listener
 from flightctl.api.errors import (
     MSG_DUPLICATE,
     ApiError,
@@ -51,7 +44,6 @@ from flightctl.api.errors import (
 )
 from flightctl.api.events import record_event
 from flightctl.api.resources import apply_json_patch
-from flightctl.config import parse_duration
 
 ACTOR = "service:flightctl-agent-api"
 MIN_FINGERPRINT = 16
@@ -83,13 +75,13 @@ def require_device(peer: signers.Peer, name: str | None = None) -> None:
                             f'authorized for device "{name}"')
 
 
-def _org(peer: signers.Peer) -> uuid.UUID:
+def org_of(peer: signers.Peer) -> uuid.UUID:
     return uuid.UUID(peer.org_id)
 
 
-def _json_body(request):
+def parse_json(raw: bytes):
     try:
-        return json.loads(request.body or b"null")
+        return json.loads(raw or b"null")
     except ValueError:
         raise bad_request("API Error: request body is not valid JSON")
 
@@ -122,8 +114,8 @@ def agent_view(methods: tuple[str, ...]):
 @agent_view(("POST",))
 def enrollment_requests(request, peer):
     require_enrollment(peer)
-    incoming = ER_SERIALIZER.parse(_json_body(request))  # status is never taken from agents
-    org = _org(peer)
+    incoming = ER_SERIALIZER.parse(parse_json(request.body))  # status is never taken from agents
+    org = org_of(peer)
     try:
         with transaction.atomic():
             if EnrollmentRequest.objects.restrict(org).filter(name=incoming.name).exists():
@@ -152,7 +144,7 @@ def _enrollment_request(org, name: str, *, lock: bool = False) -> EnrollmentRequ
 @agent_view(("GET",))
 def enrollment_request(request, peer, name: str):
     require_enrollment(peer)
-    return _json(ER_SERIALIZER.to_representation(_enrollment_request(_org(peer), name)))
+    return _json(ER_SERIALIZER.to_representation(_enrollment_request(org_of(peer), name)))
 
 
 @agent_view(("POST",))
@@ -161,7 +153,7 @@ def tpm_challenge(request, peer, name: str):
     that only the enrolling TPM can turn back into the secret."""
     require_enrollment(peer)
     with transaction.atomic():
-        er = _enrollment_request(_org(peer), name, lock=True)
+        er = _enrollment_request(org_of(peer), name, lock=True)
         blob, encrypted = services.create_tpm_challenge(er, ACTOR)
     return _json({"credentialBlob": base64.b64encode(blob).decode(),
                   "encryptedSecret": base64.b64encode(encrypted).decode()})
@@ -172,13 +164,13 @@ def tpm_challenge_response(request, peer, name: str):
     """Answer the outstanding challenge with ``{"secret": base64}``: 200 + the request with
     ``TPMVerified=True`` if right, 403 (condition ``TPMChallengeFailed``) if wrong."""
     require_enrollment(peer)
-    body = _json_body(request)
+    body = parse_json(request.body)
     try:
         answer = base64.b64decode((body or {}).get("secret") or "", validate=True)
     except (binascii.Error, AttributeError, TypeError):
         raise bad_request("secret: Invalid value: must be base64")
     with transaction.atomic():
-        er = _enrollment_request(_org(peer), name, lock=True)
+        er = _enrollment_request(org_of(peer), name, lock=True)
         ok = services.answer_tpm_challenge(er, answer, ACTOR)
     if not ok:
         condition = services.find_condition(er.status, "TPMVerified")
@@ -198,83 +190,29 @@ def _device(org, name: str) -> Device:
 
 @agent_view(("PUT", "PATCH"))
 def device_status(request, peer, name: str):
+    """PATCH (JSON Patch of the status); a PUT is answered by flightctl.agent_api.hotpath."""
     require_device(peer, name)
-    org = _org(peer)
-    body = _json_body(request)
+    body = parse_json(request.body)
     if request.method == "PATCH":
-        current = DEVICE_SERIALIZER.to_representation(_device(org, name))
+        current = DEVICE_SERIALIZER.to_representation(_device(org_of(peer), name))
         body = apply_json_patch(current, body)
         for key in ("apiVersion", "kind", "metadata", "spec"):
             if current.get(key) != body.get(key):
                 raise bad_request(f"{key} is immutable")
+    return _json(store_status(peer, name, body))
+
+
+def store_status(peer: signers.Peer, name: str, body) -> dict:
+    """Store the status in a Device document its agent sent; the Device as stored.
+
+    The device is read only under the status write's own lock (which also refreshes its
+    last-seen time)."""
+    require_device(peer, name)
     incoming = DEVICE_SERIALIZER.parse(body, path_name=name, for_status=True)
-    # A PUT reads the device only under the status write's own lock (also refreshes last-seen).
-    device = report_status(org, name, incoming.status or {})
+    device = report_status(org_of(peer), name, incoming.status or {})
     if device is None:
         raise not_found("Device", name)
-    return _json(DEVICE_SERIALIZER.to_representation(device))
-
-
-def _wait_timeout() -> float:
-    return parse_duration(settings.FLIGHTCTL.rendered_wait_timeout)
-
-
-@sync_to_async
-def _rendered_response(org, name: str):
-    # Loaded and serialized off the event loop: a rollout wakes thousands of long-polls at
-    # once, and the loop must keep accepting and answering while their bodies are built.
-    device = Device.objects.restrict(org).filter(name=name).first()
-    if device is None:
-        return status_response(404, f'Device of name "{name}" not found')
-    return _json(rendered_device_body(device))
-
-
-async def rendered_device(request, name: str):
-    """``GET /devices/{name}/rendered[?knownRenderedVersion=N]``: the long-poll.
-
-    200 + rendered Device when the device's version differs from ``N`` (or without ``N``);
-    otherwise wait for a render notification up to ``rendered_wait_timeout`` → 204.
-    """
-    if request.method != "GET":
-        return status_response(405, f'Method "{request.method}" not allowed.')
-    peer = request.agent_peer
-    try:
-        require_device(peer, name)
-        raw = request.GET.get("knownRenderedVersion")
-        try:
-            known = int(raw) if raw not in (None, "") else None
-        except ValueError:
-            raise bad_request(f"invalid knownRenderedVersion {raw!r}: must be an integer")
-    except ApiError as exc:
-        return status_response(exc.status_code, exc.message)
-    org = _org(peer)
-    if last_seen_buffer.enabled:
-        touch_last_seen(org, name)  # an in-memory append; the flusher writes it
-    else:
-        await sync_to_async(touch_last_seen)(org, name)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _wait_timeout()
-    while True:
-        # Subscribe before reading, so a render committed after the read still wakes us.
-        waiter = listener.subscribe(org, name)
-        try:
-            # The cheap check first (no thread, one indexed lookup); the whole row only when
-            # there is something new to send.
-            version = await agent_db.rendered_version(org, name)
-            if version is None:
-                return status_response(404, f'Device of name "{name}" not found')
-            if version == 0:
-                return status_response(409, "no rendered version for device")
-            if known is None or version != known:
-                return await _rendered_response(org, name)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return HttpResponse(status=204)
-            done, _ = await asyncio.wait({waiter}, timeout=remaining)
-            if not done:
-                return HttpResponse(status=204)
-        finally:
-            listener.unsubscribe(org, name, waiter)
+    return DEVICE_SERIALIZER.to_representation(device)
 
 
 # -- certificate rotation (management certificate) ---------------------------------------------
@@ -291,9 +229,9 @@ def _decommissioning(device: Device | None) -> bool:
 @agent_view(("POST",))
 def certificate_signing_requests(request, peer):
     require_device(peer)
-    org = _org(peer)
+    org = org_of(peer)
     touch_last_seen(org, peer.device_name)
-    incoming = CSR_SERIALIZER.parse(_json_body(request))
+    incoming = CSR_SERIALIZER.parse(parse_json(request.body))
     device = Device.objects.restrict(org).filter(name=peer.device_name).first()
     if _decommissioning(device):
         raise ApiError(401, f'device "{peer.device_name}" is decommissioning: certificates '
@@ -322,7 +260,7 @@ def certificate_signing_requests(request, peer):
 @agent_view(("GET",))
 def certificate_signing_request(request, peer, name: str):
     require_device(peer)
-    org = _org(peer)
+    org = org_of(peer)
     touch_last_seen(org, peer.device_name)
     csr = CertificateSigningRequest.objects.restrict(org).filter(name=name).first()
     if csr is None:

@@ -67,6 +67,10 @@ def raise_file_limit() -> int:
     return soft
 
 
+#: tries of an enrollment request's creation before the device gives up
+ENROLL_ATTEMPTS = 5
+
+
 class Simulation:
     def __init__(self, options: Options):
         self.options = options
@@ -125,16 +129,27 @@ class Simulation:
                       gate: asyncio.Semaphore) -> bool:
         base, user_base = self.agent_api, self.options.user_api.rstrip("/")
         async with gate:
-            started = time.monotonic()
+            for attempt in range(ENROLL_ATTEMPTS):
+                # A lost connection is retried, as the agent does (counted as an error all
+                # the same); 409 means an earlier attempt was stored after all.
+                started = time.monotonic()
+                try:
+                    async with enroll.post(f"{base}/api/v1/enrollmentrequests",
+                                           json=device.enrollment_request(), headers=HEADERS,
+                                           ssl=enroll_ssl) as response:
+                        if response.status not in (201, 409) or (
+                                response.status == 409 and not attempt):
+                            self.stats.error("enroll.create", f"{response.status} "
+                                             f"{(await response.text())[:200]}")
+                            return False
+                    self.stats.record("enroll.create", time.monotonic() - started)
+                    break
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.stats.error("enroll.create", f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(1.0 + attempt)
+            else:
+                return False
             try:
-                async with enroll.post(f"{base}/api/v1/enrollmentrequests",
-                                       json=device.enrollment_request(), headers=HEADERS,
-                                       ssl=enroll_ssl) as response:
-                    if response.status != 201:
-                        self.stats.error("enroll.create", f"{response.status} "
-                                                          f"{(await response.text())[:200]}")
-                        return False
-                self.stats.record("enroll.create", time.monotonic() - started)
                 if self.options.approve:
                     started = time.monotonic()
                     labels = {"created_by": "device-simulator", **self.options.labels}
@@ -148,7 +163,7 @@ class Simulation:
                             return False
                     self.stats.record("enroll.approve", time.monotonic() - started)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                self.stats.error("enroll.create", f"{type(exc).__name__}: {exc}")
+                self.stats.error("enroll.approve", f"{type(exc).__name__}: {exc}")
                 return False
         # Waiting for approval happens outside the gate: unapproved devices must not block
         # the enrollment of others (10 s x 1.5 backoff, capped at a minute, like the agent).
@@ -233,6 +248,8 @@ class Simulation:
                     session = sessions[index % len(sessions)]
                     running.append(asyncio.create_task(
                         device.run(session, self.agent_api, self.stop)))
+                elif not self.stop.is_set():
+                    self.stats.enroll_failed += 1
 
             await asyncio.gather(*(one(i) for i in range(options.devices)))
             self.stats.enroll_seconds = time.time() - started_at

@@ -72,13 +72,13 @@ class Stats:
         self.hists: dict[str, Counter] = {}
         self.error_samples: deque = deque(maxlen=20)
         self.enrolled = 0
+        self.enroll_failed = 0  # devices that gave up enrolling
         self.started = time.time()
         #: rendered version -> [devices that received it, wall time of the last receipt]
         self.renders: dict[int, list] = {}
-        #: device -> wall time it received the newest version any device has received, so the
-        #: benchmark can set each arrival against the render's time in the database
-        self.arrivals: dict[str, float] = {}
-        self._newest = 0
+        #: device -> [newest version it received, wall time of receipt], so the benchmark can
+        #: set each arrival against the render's time in the database
+        self.arrivals: dict[str, list] = {}
 
     def record(self, op: str, seconds: float) -> None:
         self.counts[op] += 1
@@ -95,19 +95,18 @@ class Stats:
         entry = self.renders.setdefault(version, [0, 0.0])
         entry[0] += 1
         entry[1] = now
-        if version > self._newest:
-            self._newest, self.arrivals = version, {}
-        if version == self._newest and device:
-            self.arrivals[device] = now
+        if device:
+            self.arrivals[device] = [version, now]
 
     def snapshot(self, phase: str, devices: int) -> dict:
         return {
             "time": time.time(), "phase": phase, "devices": devices, "enrolled": self.enrolled,
+            "enroll_failed": self.enroll_failed,
             "ops": {op: {"count": self.counts[op], "errors": self.errors[op],
                          "hist": {str(k): v for k, v in self.hists.get(op, {}).items()}}
                     for op in self.counts},
             "errors_total": sum(self.errors.values()),
             "error_samples": list(self.error_samples),
             "renders": {str(k): v for k, v in self.renders.items()},
-            "arrivals": {"version": self._newest, "devices": self.arrivals},
+            "arrivals": self.arrivals,
         }

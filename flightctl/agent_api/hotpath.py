@@ -1,0 +1,211 @@
+"""The two operations every device calls all the time, answered in ASGI ahead of Django:
+the ``GET /api/v1/devices/{name}/rendered`` long-poll and ``PUT .../status``.
+
+Every connected device keeps a long-poll open (up to ``rendered_wait_timeout``, 2 minutes) and
+reports its status every minute. Through Django each waiting request kept Django's request,
+handler tasks and middleware state alive for those two minutes: about two hundred Python
+objects per device, promoted to the oldest GC generation while they waited and left there as
+cyclic garbage when they ended; and each status PUT cost a new thread (Django runs a sync view
+in a thread of its own per request), a disconnect-watching task that is then cancelled, and
+the request signals. At 3,500 devices CPython's full collections, which stop the whole
+process, ran every ~10 s per process and lasted 0.5–1.2 s: they were the whole status-PUT tail
+(docs/scale.md). Here a waiting long-poll is its scope, one coroutine, one future in the
+render listener and one timer; a status PUT runs in the event loop's small thread pool.
+
+The contract is the Django views', unchanged: the same version negotiation and client
+certificate checks, the same validation and storage (:func:`views.store_status`), errors as
+``Status``, the same headers (shared with :mod:`flightctl.agent_api.middleware`). Everything
+else, including a status PATCH, goes to Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import close_old_connections
+
+from devices.models import Device
+from devices.services import last_seen_buffer, rendered_device_body, touch_last_seen
+from flightctl.agent_api import db as agent_db
+from flightctl.agent_api.listener import listener
+from flightctl.agent_api.middleware import authenticate, response_headers
+from flightctl.agent_api.views import org_of, parse_json, require_device, store_status
+from flightctl.api.errors import ApiError, bad_request, status_body
+from flightctl.config import parse_duration
+
+log = logging.getLogger(__name__)
+
+#: Django's ``<str:name>`` converter: one non-empty path segment (uvicorn has decoded it)
+RENDERED_PATH = re.compile(r"^/api/v1/devices/([^/]+)/rendered$")
+STATUS_PATH = re.compile(r"^/api/v1/devices/([^/]+)/status$")
+
+Answer = tuple[int, dict | None, dict]  # status code, JSON body (None: empty), extra headers
+
+
+class AgentApplication:
+    """The agent API's ASGI application: the hot operations here, everything else to Django."""
+
+    def __init__(self, django_application):
+        self.django = django_application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            if match := RENDERED_PATH.match(path):
+                await _respond(send, rendered(scope, match[1]))
+                return
+            if scope["method"] == "PUT" and (match := STATUS_PATH.match(path)):
+                await _respond(send, put_status(scope, receive, match[1]))
+                return
+        await self.django(scope, receive, send)
+
+
+async def _respond(send, answering) -> None:
+    try:
+        code, body, extra = await answering
+    except Exception:  # what Django's handler500 would have made of it
+        log.exception("agent API request failed")
+        code, body, extra = 500, status_body(500, "internal error"), {}
+    headers = [(k.encode(), v.encode()) for k, v in {**response_headers(), **extra}.items()]
+    payload = b""
+    if body is not None:
+        payload = json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False).encode()
+        headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(payload)).encode()))
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope, name: bytes) -> str:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _error(exc: ApiError) -> Answer:
+    return exc.status_code, status_body(exc.status_code, exc.message), {}
+
+
+def _in_thread(function, *args):
+    """Run ORM work in the loop's thread pool; the thread is not in Django's request cycle,
+    so it hands its database connection back to the pool itself."""
+
+    def run():
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return asyncio.to_thread(run)
+
+
+# -- PUT /status -------------------------------------------------------------------------------
+
+
+async def _read_body(receive) -> bytes | None:
+    """The request body, or None when it exceeds Django's upload limit."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _store(peer, name: str, raw: bytes) -> Answer:
+    try:
+        return 200, store_status(peer, name, parse_json(raw)), {}
+    except ApiError as exc:
+        return _error(exc)
+
+
+async def put_status(scope, receive, name: str) -> Answer:
+    peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
+                                 scope.get("state") or {})
+    if refusal is not None:
+        return refusal
+    raw = await _read_body(receive)
+    if raw is None:
+        return 413, status_body(413, "request body too large"), {}
+    return await _in_thread(_store, peer, name, raw)
+
+
+# -- GET /rendered -----------------------------------------------------------------------------
+
+
+def _wait_timeout() -> float:
+    return parse_duration(settings.FLIGHTCTL.rendered_wait_timeout)
+
+
+def _device_body(org, name: str) -> dict | None:
+    device = Device.objects.restrict(org).filter(name=name).first()
+    return None if device is None else rendered_device_body(device)
+
+
+async def rendered(scope, name: str) -> Answer:
+    """200 + rendered Device when the device's version differs from ``knownRenderedVersion``
+    (or without it); otherwise wait for a render notification up to
+    ``rendered_wait_timeout`` → 204."""
+    peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
+                                 scope.get("state") or {})
+    if refusal is not None:
+        return refusal
+    if scope["method"] != "GET":
+        return 405, status_body(405, f'Method "{scope["method"]}" not allowed.'), {}
+    try:
+        require_device(peer, name)
+        raw = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get(
+            "knownRenderedVersion") or [""])[-1]
+        try:
+            known = int(raw) if raw != "" else None
+        except ValueError:
+            raise bad_request(f"invalid knownRenderedVersion {raw!r}: must be an integer")
+    except ApiError as exc:
+        return _error(exc)
+    org = org_of(peer)
+    if last_seen_buffer.enabled:
+        touch_last_seen(org, name)  # an in-memory append; the flusher writes it
+    else:
+        await _in_thread(touch_last_seen, org, name)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _wait_timeout()
+    while True:
+        # Subscribe before reading, so a render committed after the read still wakes us.
+        waiter = listener.subscribe(org, name)
+        try:
+            # The cheap check first (no thread, one indexed lookup); the whole row only when
+            # there is something new to send.
+            version = await agent_db.rendered_version(org, name)
+            if version is None:
+                return 404, status_body(404, f'Device of name "{name}" not found'), {}
+            if version == 0:
+                return 409, status_body(409, "no rendered version for device"), {}
+            if known is None or version != known:
+                body = await _in_thread(_device_body, org, name)
+                if body is None:
+                    return 404, status_body(404, f'Device of name "{name}" not found'), {}
+                return 200, body, {}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return 204, None, {}
+            # A client that goes away meanwhile is not watched for: its waiter ends at the
+            # next render or the deadline, and uvicorn drops a response to a closed connection.
+            done, _ = await asyncio.wait({waiter}, timeout=remaining)
+            if not done:
+                return 204, None, {}
+        finally:
+            listener.unsubscribe(org, name, waiter)
