@@ -125,46 +125,43 @@ class Simulation:
         context.load_cert_chain(str(identity))
         return context
 
+    async def _call(self, op: str, request, *, ok: int, ok_on_retry: int) -> bool:
+        """One enrollment call; a lost connection is retried, as the agent does (and counted
+        as an error all the same). ``ok_on_retry`` on a retry means an earlier attempt was
+        stored after all (409 exists, 400 already approved)."""
+        for attempt in range(ENROLL_ATTEMPTS):
+            started = time.monotonic()
+            try:
+                async with request() as response:
+                    if response.status == ok or (attempt and response.status == ok_on_retry):
+                        self.stats.record(op, time.monotonic() - started)
+                        return True
+                    self.stats.error(op, f"{response.status} {(await response.text())[:200]}")
+                    return False
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.stats.error(op, f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0 + attempt)
+        return False
+
     async def _enroll(self, device: SimulatedDevice, enroll, enroll_ssl, user,
                       gate: asyncio.Semaphore) -> bool:
         base, user_base = self.agent_api, self.options.user_api.rstrip("/")
         async with gate:
-            for attempt in range(ENROLL_ATTEMPTS):
-                # A lost connection is retried, as the agent does (counted as an error all
-                # the same); 409 means an earlier attempt was stored after all.
-                started = time.monotonic()
-                try:
-                    async with enroll.post(f"{base}/api/v1/enrollmentrequests",
-                                           json=device.enrollment_request(), headers=HEADERS,
-                                           ssl=enroll_ssl) as response:
-                        if response.status not in (201, 409) or (
-                                response.status == 409 and not attempt):
-                            self.stats.error("enroll.create", f"{response.status} "
-                                             f"{(await response.text())[:200]}")
-                            return False
-                    self.stats.record("enroll.create", time.monotonic() - started)
-                    break
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.stats.error("enroll.create", f"{type(exc).__name__}: {exc}")
-                    await asyncio.sleep(1.0 + attempt)
-            else:
+            created = await self._call(
+                "enroll.create", lambda: enroll.post(
+                    f"{base}/api/v1/enrollmentrequests", json=device.enrollment_request(),
+                    headers=HEADERS, ssl=enroll_ssl), ok=201, ok_on_retry=409)
+            if not created:
                 return False
-            try:
-                if self.options.approve:
-                    started = time.monotonic()
-                    labels = {"created_by": "device-simulator", **self.options.labels}
-                    async with user.put(
-                            f"{user_base}/api/v1/enrollmentrequests/{device.name}/approval",
-                            json={"approved": True, "labels": labels},
-                            headers=self._user_headers()) as response:
-                        if response.status != 200:
-                            self.stats.error("enroll.approve", f"{response.status} "
-                                             f"{(await response.text())[:200]}")
-                            return False
-                    self.stats.record("enroll.approve", time.monotonic() - started)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self.stats.error("enroll.approve", f"{type(exc).__name__}: {exc}")
-                return False
+            if self.options.approve:
+                labels = {"created_by": "device-simulator", **self.options.labels}
+                approved = await self._call(
+                    "enroll.approve", lambda: user.put(
+                        f"{user_base}/api/v1/enrollmentrequests/{device.name}/approval",
+                        json={"approved": True, "labels": labels},
+                        headers=self._user_headers()), ok=200, ok_on_retry=400)
+                if not approved:
+                    return False
         # Waiting for approval happens outside the gate: unapproved devices must not block
         # the enrollment of others (10 s x 1.5 backoff, capped at a minute, like the agent).
         delay = 0.5 if self.options.approve else 10.0
@@ -220,7 +217,10 @@ class Simulation:
         writer = asyncio.create_task(self._write_stats())
         user_ssl = ssl.create_default_context(cafile=str(options.ca_file))
         user = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=user_ssl, limit=options.concurrency),
+            # Idle connections are dropped before gunicorn's 2 s keep-alive ends them: reusing
+            # one the server is closing at that moment fails the request.
+            connector=aiohttp.TCPConnector(ssl=user_ssl, limit=options.concurrency,
+                                           keepalive_timeout=1.0),
             timeout=CALL_TIMEOUT)
         enroll = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=options.concurrency), timeout=CALL_TIMEOUT)
