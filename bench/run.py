@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import requests
-from flightctl_agent.simulator.stats import diff, summarize
+from flightctl_agent.simulator.stats import diff, merge, summarize
 
 from bench import measure, procs
 
@@ -36,6 +36,8 @@ PORTS_PER_SOURCE = 25_000
 #: the sizing rule docs/scale.md derives: each agent API process's heap, and so the length of
 #: its garbage collector's full pauses, grows with the devices it holds
 DEVICES_PER_AGENT_API_WORKER = 2_500
+#: devices per simulator process (two sockets each, under a 20,000 open-file limit)
+DEVICES_PER_SIMULATOR = 5_000
 
 
 def free_port() -> int:
@@ -147,24 +149,45 @@ class Bench:
         response.raise_for_status()
 
     def start_simulator(self):
+        """One simulator process per DEVICES_PER_SIMULATOR devices: every device holds two
+        sockets, and a process may have only so many files open (20,000 here, a hard limit
+        even root cannot raise). Each gets its own share, source addresses and stats file."""
         n = self.args.devices
-        sources = max(1, math.ceil(2 * n / PORTS_PER_SOURCE))
-        self.stats_file = self.work / "simulator-stats.json"
-        self.simulator = self.spawn(
-            [BIN / "flightctl-agent", "simulate", "--user-api", self.base, "--ca-file", self.ca,
-             "--devices", str(n), "--concurrency", str(self.args.concurrency),
-             "--status-interval", str(self.args.status_interval),
-             "--failing-share", str(self.args.failing_share),
-             "--source-ips", ",".join(f"127.0.0.{i + 1}" for i in range(sources)),
-             "--stats-file", str(self.stats_file), "--work-dir", str(self.work / "devices")],
-            "simulator.log", {"FLIGHTCTL_TOKEN": self.api.headers["Authorization"][7:]})
-        self.report["source_addresses"] = sources
+        count = max(1, math.ceil(n / DEVICES_PER_SIMULATOR))
+        sources_each = max(1, math.ceil(2 * n / count / PORTS_PER_SOURCE))
+        self.stats_files, self.simulators = [], []
+        for index in range(count):
+            share = n // count + (1 if index < n % count else 0)
+            stats_file = self.work / f"simulator-{index}-stats.json"
+            ips = [f"127.0.{index}.{i + 1}" for i in range(sources_each)]
+            self.simulators.append(self.spawn(
+                [BIN / "flightctl-agent", "simulate", "--user-api", self.base,
+                 "--ca-file", self.ca, "--devices", str(share),
+                 "--concurrency", str(max(1, self.args.concurrency // count)),
+                 "--status-interval", str(self.args.status_interval),
+                 "--failing-share", str(self.args.failing_share),
+                 "--source-ips", ",".join(ips), "--stats-file", str(stats_file),
+                 "--work-dir", str(self.work / f"devices-{index}")],
+                f"simulator-{index}.log",
+                {"FLIGHTCTL_TOKEN": self.api.headers["Authorization"][7:]}))
+            self.stats_files.append(stats_file)
+        self.report["simulator_processes"] = count
+        self.report["source_addresses"] = count * sources_each
+
+    def check_simulators(self):
+        for index, process in enumerate(self.simulators):
+            if process.poll() is not None:
+                raise RuntimeError(f"simulator {index} exited; see "
+                                   f"{self.work / f'simulator-{index}.log'}")
 
     def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        snapshots = []
+        for path in self.stats_files:
+            try:
+                snapshots.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return merge(snapshots)
 
     def summary(self) -> dict:
         response = self.api.get(f"{self.base}/api/v1/devices", params={
@@ -189,8 +212,7 @@ class Bench:
         self.start_simulator()
 
         def enrolled():
-            if self.simulator.poll() is not None:
-                raise RuntimeError(f"simulator exited; see {self.work / 'simulator.log'}")
+            self.check_simulators()
             stats = self.stats()
             if stats.get("enroll_failed"):
                 raise RuntimeError(f"{stats['enroll_failed']} devices gave up enrolling: "
@@ -257,12 +279,14 @@ class Bench:
         return self.report
 
     def stop_simulator(self):
-        if self.simulator.poll() is None:
-            self.simulator.send_signal(signal.SIGTERM)
+        for process in self.simulators:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.simulators:
             try:
-                self.simulator.wait(120)
+                process.wait(120)
             except subprocess.TimeoutExpired:
-                self.simulator.kill()
+                process.kill()
 
 
 def _listening(port: int) -> bool:
@@ -307,6 +331,8 @@ def main(argv=None) -> int:
     from flightctl_agent.simulator.run import raise_file_limit
 
     raise_file_limit()  # inherited by the server and the simulator
+    # SIGTERM (timeout, kill) unwinds through the finally below, which stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     try:
         report = bench.run()

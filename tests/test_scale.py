@@ -28,7 +28,8 @@ def test_two_hundred_simulated_devices_enroll_report_and_converge_without_errors
          "--output", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=420)
     report = json.loads(output.read_text()) if output.exists() else {}
-    assert result.returncode == 0, (report or result.stdout[-3000:], result.stderr[-3000:])
+    assert result.returncode == 0, (report.get("failed"), report or result.stdout[-3000:],
+                                    result.stderr[-3000:])
     assert report["simulator"]["enrolled"] == 200
     assert report["simulator"]["errors_total"] == 0, report["simulator"]["error_samples"]
     assert report["steady_state"]["errors"] == 0

@@ -50,6 +50,25 @@ def diff(newer: dict, older: dict | None) -> dict:
     return out
 
 
+def merge(snapshots: list[dict]) -> dict:
+    """One :meth:`Stats.snapshot` of several simulator processes (counts and histograms add;
+    each device is in one process only)."""
+    out = {"enrolled": 0, "enroll_failed": 0, "errors_total": 0, "error_samples": [],
+           "ops": {}, "arrivals": {}}
+    for snapshot in snapshots:
+        for key in ("enrolled", "enroll_failed", "errors_total"):
+            out[key] += snapshot.get(key, 0)
+        out["error_samples"] += snapshot.get("error_samples", [])
+        out["arrivals"].update(snapshot.get("arrivals") or {})
+        for op, data in snapshot.get("ops", {}).items():
+            into = out["ops"].setdefault(op, {"count": 0, "errors": 0, "hist": {}})
+            into["count"] += data["count"]
+            into["errors"] += data["errors"]
+            for bucket_index, count in data["hist"].items():
+                into["hist"][bucket_index] = into["hist"].get(bucket_index, 0) + count
+    return out
+
+
 def summarize(ops: dict, seconds: float | None = None) -> dict:
     """count, errors, p50/p99 (ms) and, given the window's length, the rate of each op."""
     out = {}
