@@ -113,7 +113,8 @@ class Bench:
         self.port, self.agent_port = free_port(), free_port()
         env = {"FLIGHTCTL_DATA_DIR": str(self.work / "data"),
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
-               "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers)}
+               "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers),
+               "FLIGHTCTL_TASK_WORKERS": str(self.args.task_workers)}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.server = self.spawn(
             [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{self.port}",
@@ -220,6 +221,12 @@ class Bench:
             return stats.get("enrolled", 0) >= n
         wait_for(f"{n} enrollments", enrolled, args.enroll_timeout, 2)
         self.report["enroll_seconds"] = round(time.monotonic() - started, 1)
+        # Every device has its first rendered spec (a new device's fleet membership and first
+        # render are queued tasks that trail a mass enrollment) and reports it.
+        wait_for("every device's first render",
+                 lambda: self.stats().get("ops", {}).get("rendered.first", {}).get(
+                     "count", 0) >= n, args.enroll_timeout, 3)
+        self.report["first_render_seconds"] = round(time.monotonic() - started, 1)
         wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
         # Steady state: every device has its long-poll open and reports on its interval.
         time.sleep(min(args.status_interval, 30))
@@ -322,6 +329,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="stop after the rollout: no list or baseline measurements")
     parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--task-workers", type=int, default=2,
+                        help="task worker processes (a mass enrollment queues each new "
+                             "device's fleet membership and first render)")
     parser.add_argument("--agent-api-workers", type=int, default=0,
                         help=f"agent API processes (default: one per "
                         f"{DEVICES_PER_AGENT_API_WORKER} devices, at least 2)")
