@@ -38,6 +38,10 @@ class Device(Resource):
     # Conditions the service owns (SpecValid, MultipleOwners). Kept apart from status.conditions
     # because agents replace their status wholesale; merged into status.conditions on output.
     service_conditions = models.JSONField(default=list, blank=True)
+    # Set in the transaction that creates or relabels the device; the fleets app's adoption
+    # pass (fleets.tasks.adopt_pending) clears it after recomputing the owner, a page of
+    # devices at a time, so a mass enrollment is adopted in bulk rather than device by device.
+    owner_pending = models.BooleanField(default=False)
     alias = models.GeneratedField(
         expression=KT("labels__alias"), output_field=models.CharField(max_length=64),
         db_persist=True,
@@ -59,5 +63,7 @@ class Device(Resource):
             # The periodic connectivity check (devices.health.connectivity_changed) runs
             # across organizations: summary first, then a last_seen range.
             models.Index(fields=["summary_status", "last_seen"], name="device_connectivity"),
+            models.Index(fields=["org_id", "id"], condition=models.Q(owner_pending=True),
+                         name="device_owner_pending"),
         ]
         constraints = Resource.resource_constraints("device")

@@ -108,8 +108,10 @@ def dispatch(fleet: Fleet, tv: TemplateVersion, devices, *, refresh: bool = Fals
                     continue
                 annotations.pop(c.ROLLOUT_ERROR, None)
                 annotations[c.DEVICE_TV] = tv.name
-                ok.append((device.pk, json.dumps(spec), json.dumps(annotations),
-                           spec != (device.spec or {})))
+                changed = spec != (device.spec or {})
+                if changed:  # e.g. a relabelled member: its rendered TemplateVersion is stale
+                    annotations.pop(c.RENDERED_TV, None)
+                ok.append((device.pk, json.dumps(spec), json.dumps(annotations), changed))
             # Raw UPDATE ... FROM unnest: one statement per page instead of one per device.
             _bulk_update(
                 """

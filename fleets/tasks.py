@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from devices.models import Device
+from devices.rendering import render_devices
 from fleets import rollout
 from fleets.models import Fleet
 from fleets.ownership import recompute_owners
@@ -78,38 +79,81 @@ def match_fleet_devices(payload: dict) -> None:
         _match(payload["org_id"], payload["name"], _fleet(payload, lock=False))
 
 
-@handler("device-owner")
-def match_device(payload: dict) -> None:
-    """A device was created or relabelled: its fleet may change, and so may its spec (labels
-    feed the template's placeholders)."""
-    with transaction.atomic():
-        devices = Device.objects.filter(org_id=payload["org_id"], name=payload["name"])
-        changes = recompute_owners(payload["org_id"], devices)
-        _after_owner_changes(payload["org_id"], changes)
-        device = devices.first()
-        if device is None or changes or not (device.owner or "").startswith("Fleet/"):
-            return
-        fleet = Fleet.objects.restrict(device.org_id).filter(
-            name=device.owner.split("/", 1)[1]).select_for_update().first()
+def adopt_pending(org_id) -> int:
+    """The adoption pass: recompute the owner of every device of ``org_id`` created or
+    relabelled since (``owner_pending``), a page at a time, and send each its spec.
+
+    A mass enrollment queues one ``device-owner`` task per new device. Handled one device at
+    a time, each task locked the fleet, dispatched one device and scanned the fleet's members
+    for pending renders: quadratic in the fleet's size (10,000 enrollments took 15 minutes to
+    render). Here the first task to run takes every flagged device, page by page, with one
+    ownership query per fleet, one dispatch and one render per page; the tasks queued behind
+    it find nothing left and end after one indexed query. A second worker blocks on the page
+    being adopted and then finds those rows no longer flagged (PostgreSQL re-checks a locked
+    row's condition), so no device is adopted twice or skipped. Returns how many devices
+    were adopted.
+    """
+    adopted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(Device.objects.filter(org_id=org_id, owner_pending=True)
+                       .select_for_update().order_by("pk")
+                       .values_list("pk", flat=True)[: rollout.PAGE])
+            if not ids:
+                return adopted
+            devices = Device.objects.filter(pk__in=ids)
+            changes = recompute_owners(org_id, devices)
+            _after_owner_changes(org_id, changes)
+            moved = {device.pk for device, _old, _new in changes}
+            _refresh_members(org_id, devices.exclude(pk__in=moved))
+            # Devices no fleet sends a spec (unowned, or waiting for a later batch) still get
+            # their first render, so their agents have a version to report.
+            unrendered = list(devices.filter(rendered_version=0).select_for_update())
+            if unrendered:
+                _attach_fleet_annotations(org_id, unrendered)
+                render_devices(unrendered)
+            devices.update(owner_pending=False)
+            adopted += len(ids)
+
+
+def _refresh_members(org_id, devices) -> None:
+    """Relabelled devices that stayed in their fleet: labels feed the template, re-dispatch."""
+    by_fleet: dict[str, list[int]] = {}
+    for pk, owner in devices.filter(owner__startswith="Fleet/").values_list("pk", "owner"):
+        by_fleet.setdefault(owner.split("/", 1)[1], []).append(pk)
+    for name, ids in by_fleet.items():
+        fleet = Fleet.objects.restrict(org_id).filter(name=name).select_for_update().first()
         tv = current_template_version(fleet) if fleet else None
         if tv is not None:
-            rollout.dispatch(fleet, tv, devices.filter(rollout._on_tv(tv.name)), refresh=True)
+            rollout.dispatch(fleet, tv, Device.objects.filter(pk__in=ids).filter(
+                rollout._on_tv(tv.name)), refresh=True)
+
+
+def _attach_fleet_annotations(org_id, devices: list[Device]) -> None:
+    names = {d.owner.split("/", 1)[1] for d in devices if (d.owner or "").startswith("Fleet/")}
+    annotations = dict(Fleet.objects.restrict(org_id).filter(name__in=names)
+                       .values_list("name", "annotations")) if names else {}
+    for device in devices:
+        owner = device.owner or ""
+        device.fleet_annotations = (annotations.get(owner.split("/", 1)[1]) or {}
+                                    if owner.startswith("Fleet/") else {})
+
+
+@handler("device-owner")
+def match_device(payload: dict) -> None:
+    """A device was created or relabelled (and flagged ``owner_pending`` in that write's
+    transaction): run the adoption pass of its organization."""
+    adopt_pending(payload["org_id"])
 
 
 @handler("device-render")
 def render_device(payload: dict) -> None:
-    from devices.rendering import render_devices
-
     with transaction.atomic():
         device = Device.objects.filter(org_id=payload["org_id"], name=payload["name"]
                                        ).select_for_update().first()
         if device is None:
             return
-        fleet = None
-        if device.owner and device.owner.startswith("Fleet/"):
-            fleet = Fleet.objects.restrict(device.org_id).filter(
-                name=device.owner.split("/", 1)[1]).first()
-        device.fleet_annotations = fleet.annotations if fleet else {}
+        _attach_fleet_annotations(device.org_id, [device])
         render_devices([device])
 
 
