@@ -10,7 +10,8 @@ Two steps per device, both set-based (pages of 1,000 rows, one UPDATE per page):
   devices may be busy (rendered but not yet reported) and at least ``minAvailable`` must stay
   available.
 
-Without ``deviceSelection`` every member is dispatched at once. With a ``BatchSequence`` the
+Without ``deviceSelection`` every member is dispatched at once, a committed page at a time
+(:func:`dispatch_fleet`). With a ``BatchSequence`` the
 fleet walks this state machine, kept in fleet annotations and advanced by :func:`progress`
 (each periodic tick, and right after anything that may unblock it):
 
@@ -91,49 +92,92 @@ def dispatch(fleet: Fleet, tv: TemplateVersion, devices, *, refresh: bool = Fals
             if not page:
                 break
             last_pk = page[-1].pk
-            ok, failed = [], []
-            for device in page:
-                annotations = dict(device.annotations or {})
-                try:
-                    spec = device_spec(tv.status, device)
-                except TemplateError as exc:
-                    annotations[c.ROLLOUT_ERROR] = str(exc)
-                    conditions = [x for x in device.service_conditions or []
-                                  if x.get("type") != "SpecValid"]
-                    conditions.append({"type": "SpecValid", "status": "False",
-                                       "reason": "Invalid", "message": str(exc),
-                                       "lastTransitionTime": timezone.now().strftime(
-                                           "%Y-%m-%dT%H:%M:%SZ")})
-                    failed.append((device.pk, json.dumps(annotations), json.dumps(conditions)))
-                    continue
-                annotations.pop(c.ROLLOUT_ERROR, None)
-                annotations[c.DEVICE_TV] = tv.name
-                changed = spec != (device.spec or {})
-                if changed:  # e.g. a relabelled member: its rendered TemplateVersion is stale
-                    annotations.pop(c.RENDERED_TV, None)
-                ok.append((device.pk, json.dumps(spec), json.dumps(annotations), changed))
-            # Raw UPDATE ... FROM unnest: one statement per page instead of one per device.
-            _bulk_update(
-                """
-                UPDATE devices_device AS d SET spec = v.spec::jsonb,
-                    annotations = v.annotations::jsonb,
-                    generation = d.generation + (CASE WHEN v.changed THEN 1 ELSE 0 END),
-                    resource_version = d.resource_version + 1
-                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[])
-                     AS v(id, spec, annotations, changed)
-                WHERE d.id = v.id
-                """, ok)
-            _bulk_update(
-                """
-                UPDATE devices_device AS d SET annotations = v.annotations::jsonb,
-                    service_conditions = v.conditions::jsonb,
-                    resource_version = d.resource_version + 1
-                FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, annotations, conditions)
-                WHERE d.id = v.id
-                """, failed)
-            dispatched += len(ok)
+            dispatched += len(_dispatch_page(tv, page))
     render_pending(fleet, tv)
     return dispatched
+
+
+def dispatch_fleet(fleet_pk: int) -> int:
+    """The fleet-wide rollout of a fleet without batches, one committed transaction per page.
+
+    Called by the task handlers *after* the transaction that created the TemplateVersion has
+    committed. Each page dispatches and renders up to :data:`PAGE` members and commits, which
+    releases their rows and sends their notifications, so agents fetch page 1 while page 2 is
+    rendered; in one transaction, 10,000 devices stayed locked (their status reports queued
+    behind the locks) and were all woken at once when everything had been rendered. Each page
+    locks the fleet and re-reads its TemplateVersion, so a newer one created meanwhile stops
+    this pass (its own pass takes over) and no page writes a superseded spec. Safe to repeat:
+    devices already on the TemplateVersion are skipped; the periodic progress tick finishes
+    whatever a crash left.
+    """
+    dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
+    while True:
+        with transaction.atomic():
+            fleet = Fleet.objects.select_for_update().filter(pk=fleet_pk).first()
+            tv = current_template_version(fleet) if fleet else None
+            if tv is None or _policy(fleet).get("deviceSelection"):
+                return dispatched
+            if tv.name != started:  # a newer TemplateVersion: it goes to every member
+                started, last_pk = tv.name, 0
+            page = list(_members(fleet).exclude(_on_tv(tv.name)).filter(pk__gt=last_pk)
+                        .select_for_update().order_by("pk")[:PAGE])
+            if not page:
+                break
+            last_pk = page[-1].pk
+            sent = _dispatch_page(tv, page)
+            dispatched += len(sent)
+            if not _policy(fleet).get("disruptionBudget"):
+                _render(sent, fleet)
+    render_pending(fleet, tv)  # what a disruption budget holds back, and any stragglers
+    return dispatched
+
+
+def _dispatch_page(tv: TemplateVersion, page: list[Device]) -> list[Device]:
+    """Dispatch one locked page; returns its devices that now have the spec (updated in
+    memory as written, ready to render)."""
+    ok, failed, sent = [], [], []
+    for device in page:
+        annotations = dict(device.annotations or {})
+        try:
+            spec = device_spec(tv.status, device)
+        except TemplateError as exc:
+            annotations[c.ROLLOUT_ERROR] = str(exc)
+            conditions = [x for x in device.service_conditions or []
+                          if x.get("type") != "SpecValid"]
+            conditions.append({"type": "SpecValid", "status": "False",
+                               "reason": "Invalid", "message": str(exc),
+                               "lastTransitionTime": timezone.now().strftime(
+                                   "%Y-%m-%dT%H:%M:%SZ")})
+            failed.append((device.pk, json.dumps(annotations), json.dumps(conditions)))
+            continue
+        annotations.pop(c.ROLLOUT_ERROR, None)
+        annotations[c.DEVICE_TV] = tv.name
+        changed = spec != (device.spec or {})
+        if changed:  # e.g. a relabelled member: its rendered TemplateVersion is stale
+            annotations.pop(c.RENDERED_TV, None)
+        ok.append((device.pk, json.dumps(spec), json.dumps(annotations), changed))
+        device.spec, device.annotations = spec, annotations
+        sent.append(device)
+    # Raw UPDATE ... FROM unnest: one statement per page instead of one per device.
+    _bulk_update(
+        """
+        UPDATE devices_device AS d SET spec = v.spec::jsonb,
+            annotations = v.annotations::jsonb,
+            generation = d.generation + (CASE WHEN v.changed THEN 1 ELSE 0 END),
+            resource_version = d.resource_version + 1
+        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[])
+             AS v(id, spec, annotations, changed)
+        WHERE d.id = v.id
+        """, ok)
+    _bulk_update(
+        """
+        UPDATE devices_device AS d SET annotations = v.annotations::jsonb,
+            service_conditions = v.conditions::jsonb,
+            resource_version = d.resource_version + 1
+        FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, annotations, conditions)
+        WHERE d.id = v.id
+        """, failed)
+    return sent
 
 
 # -- render, within the disruption budget -----------------------------------------------------
@@ -315,7 +359,10 @@ def _save(fleet: Fleet) -> None:
 
 
 def progress(fleet: Fleet) -> None:
-    """Advance the fleet's rollout as far as it can go now (see the module docstring)."""
+    """Advance the fleet's rollout as far as it can go now (see the module docstring).
+
+    A fleet without batches is only marked here: its caller runs :func:`dispatch_fleet`
+    after committing."""
     tv = current_template_version(fleet)
     if tv is None:
         return
@@ -327,7 +374,7 @@ def progress(fleet: Fleet) -> None:
             for key in (c.BATCH_NUMBER, c.ROLLOUT_APPROVED, c.DEPLOYING_TV, c.COMPLETION_REPORT):
                 ann.pop(key, None)
             _unselect(fleet)
-        dispatch(fleet, tv, _members(fleet))
+        # The devices are dispatched by dispatch_fleet once this transaction has committed.
         set_condition(status, ROLLOUT, False, c.RolloutReason.INACTIVE, INACTIVE)
         _save(fleet)
         return

@@ -37,14 +37,17 @@ def validate_fleet(payload: dict) -> None:
         _match(fleet.org_id, fleet.name, fleet)
         create_template_version(fleet)
         rollout.progress(fleet)
+    rollout.dispatch_fleet(fleet.pk)
 
 
 @handler("fleet-progress")
 def progress_fleet(payload: dict) -> None:
     with transaction.atomic():
         fleet = _fleet(payload)
-        if fleet is not None:
-            rollout.progress(fleet)
+        if fleet is None:
+            return
+        rollout.progress(fleet)
+    rollout.dispatch_fleet(fleet.pk)
 
 
 def _after_owner_changes(org_id, changes) -> None:
@@ -179,8 +182,10 @@ def progress_all() -> None:
     for pk in ids:
         with transaction.atomic():
             fleet = Fleet.objects.filter(pk=pk).select_for_update(skip_locked=True).first()
-            if fleet is not None:
-                rollout.progress(fleet)
+            if fleet is None:
+                continue  # busy elsewhere: that holder advances it
+            rollout.progress(fleet)
+        rollout.dispatch_fleet(pk)
 
 
 @periodic("event-cleanup", setting_interval("event_cleanup_interval"))

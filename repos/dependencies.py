@@ -111,6 +111,7 @@ def _renew(tv, changes: list[tuple[str, str]]) -> bool:
                          details={"detailType": "DependencyChangeDetected",
                                   "resourceKey": key, "fingerprint": value})
         rollout.progress(fleet)
+    rollout.dispatch_fleet(fleet.pk)
     return True
 
 

@@ -1,0 +1,92 @@
+"""A fleet-wide rollout commits page by page, so the first devices get their spec (and their
+notification) while later pages are still being rendered."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORG = "00000000-0000-0000-0000-000000000000"
+
+
+def _fleet(api, image: str) -> None:
+    body = {"metadata": {"name": "wide"}, "spec": {
+        "selector": {"matchLabels": {"fleet": "wide"}},
+        "template": {"spec": {"os": {"image": image}}}}}
+    response = api.put("/api/v1/fleets/wide", body, format="json")
+    assert response.status_code in (200, 201), response.json()
+
+
+def test_each_page_is_committed_before_the_next_is_dispatched(api, monkeypatch):
+    from devices.models import Device
+    from fleets import rollout
+    from fleets.tasks import match_device, validate_fleet
+    from flightctl.agent_api.listener import _conninfo
+
+    _fleet(api, "quay.io/x/os:1")
+    for i in range(10):
+        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
+            "fleet": "wide"}}}, format="json")
+    match_device({"org_id": ORG, "name": "d0"})
+    validate_fleet({"org_id": ORG, "name": "wide"})
+
+    monkeypatch.setattr(rollout, "PAGE", 4)
+    seen_by_others = []
+    dispatch_page = rollout._dispatch_page
+
+    def observed(tv, page):
+        # What another connection (an agent's long-poll) can read when each page starts.
+        with psycopg.connect(_conninfo(), autocommit=True) as other:
+            seen_by_others.append(other.execute(
+                "SELECT count(*) FROM devices_device WHERE rendered_spec->'os'->>'image' = %s",
+                ["quay.io/x/os:2"]).fetchone()[0])
+        return dispatch_page(tv, page)
+
+    monkeypatch.setattr(rollout, "_dispatch_page", observed)
+    with psycopg.connect(_conninfo(), autocommit=True) as listener:
+        listener.execute("LISTEN flightctl_rendered")
+        _fleet(api, "quay.io/x/os:2")
+        validate_fleet({"org_id": ORG, "name": "wide"})
+        woken = {n.payload.split("/")[1] for n in listener.notifies(timeout=2, stop_after=10)}
+
+    assert seen_by_others == [0, 4, 8]
+    assert woken == {f"d{i}" for i in range(10)}
+    assert {d.rendered_spec["os"]["image"] for d in Device.objects.all()} == {"quay.io/x/os:2"}
+
+
+def test_a_pass_stops_when_a_newer_template_version_appears(api, monkeypatch):
+    from devices.models import Device
+    from fleets import rollout
+    from fleets.tasks import match_device, validate_fleet
+
+    _fleet(api, "quay.io/x/os:1")
+    for i in range(6):
+        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
+            "fleet": "wide"}}}, format="json")
+    match_device({"org_id": ORG, "name": "d0"})
+    monkeypatch.setattr(rollout, "PAGE", 2)
+    dispatch_page = rollout._dispatch_page
+    pages = []
+
+    def newer_template_after_first_page(tv, page):
+        pages.append(tv.name)
+        sent = dispatch_page(tv, page)
+        if len(pages) == 1:  # another writer creates TemplateVersion 2 meanwhile
+            from fleets.models import Fleet
+            from fleets.templates import create_template_version
+
+            fleet = Fleet.objects.get(name="wide")
+            fleet.spec["template"]["spec"]["os"]["image"] = "quay.io/x/os:2"
+            Fleet.objects.filter(pk=fleet.pk).update(spec=fleet.spec, generation=2)
+            fleet.generation = 2
+            create_template_version(fleet)
+        return sent
+
+    monkeypatch.setattr(rollout, "_dispatch_page", newer_template_after_first_page)
+    validate_fleet({"org_id": ORG, "name": "wide"})
+
+    first, *rest = pages
+    assert rest and all(name != first for name in rest)  # no page of the stale version after
+    assert {d.spec["os"]["image"] for d in Device.objects.all()} == {"quay.io/x/os:2"}
