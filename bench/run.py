@@ -154,7 +154,7 @@ class Bench:
         sockets, and a process may have only so many files open (20,000 here, a hard limit
         even root cannot raise). Each gets its own share, source addresses and stats file."""
         n = self.args.devices
-        count = max(1, math.ceil(n / DEVICES_PER_SIMULATOR))
+        count = self.args.simulator_processes or max(1, math.ceil(n / DEVICES_PER_SIMULATOR))
         sources_each = max(1, math.ceil(2 * n / count / PORTS_PER_SOURCE))
         self.stats_files, self.simulators = [], []
         for index in range(count):
@@ -174,6 +174,18 @@ class Bench:
             self.stats_files.append(stats_file)
         self.report["simulator_processes"] = count
         self.report["source_addresses"] = count * sources_each
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far of the agent API, the rest of the server, PostgreSQL and the
+        simulators: who is busy while a rollout is delivered (2 cores shared by all)."""
+        agent_api = set(procs.tree(_find_child(self.server.pid, "flightctl.agent_api")))
+        server = set(procs.tree(self.server.pid)) - agent_api
+        simulators = [pid for p in self.simulators for pid in procs.tree(p.pid)]
+        return {"agent_api": procs.cpu_seconds(agent_api),
+                "server_other": procs.cpu_seconds(server),
+                "postgres": procs.cpu_seconds(procs.tree(
+                    _postmaster(self.work / "data" / "postgres"))),
+                "simulators": procs.cpu_seconds(simulators)}
 
     def check_simulators(self):
         for index, process in enumerate(self.simulators):
@@ -247,6 +259,7 @@ class Bench:
         # and reported it (UpToDate again). The summary alone would not do: it still shows the
         # old UpToDate until the new TemplateVersion marks the fleet OutOfDate.
         changed, changed_wall = time.monotonic(), time.time()
+        cpu_before = self.cpu_by_role()
         self.create_fleet("version 2\n")
 
         def converged():
@@ -255,6 +268,10 @@ class Bench:
             return received >= n and self.all_up_to_date()
         wait_for("rollout convergence", converged, args.rollout_timeout, 1)
         self.report["rollout_convergence_seconds"] = round(time.monotonic() - changed, 1)
+        elapsed = time.monotonic() - changed
+        self.report["rollout_cpu_cores"] = {
+            role: round((seconds - cpu_before.get(role, 0)) / elapsed, 2)
+            for role, seconds in self.cpu_by_role().items()}
         final = self.stats()
         self.report["rendered_delivery"] = measure.delivery_ms(self.db_url,
                                                                final.get("arrivals") or {})
@@ -332,6 +349,9 @@ def main(argv=None) -> int:
     parser.add_argument("--task-workers", type=int, default=2,
                         help="task worker processes (a mass enrollment queues each new "
                              "device's fleet membership and first render)")
+    parser.add_argument("--simulator-processes", type=int, default=0,
+                        help=f"simulator processes (default: one per {DEVICES_PER_SIMULATOR} "
+                             "devices)")
     parser.add_argument("--agent-api-workers", type=int, default=0,
                         help=f"agent API processes (default: one per "
                         f"{DEVICES_PER_AGENT_API_WORKER} devices, at least 2)")

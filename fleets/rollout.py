@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -109,9 +111,19 @@ def dispatch_fleet(fleet_pk: int) -> int:
     this pass (its own pass takes over) and no page writes a superseded spec. Safe to repeat:
     devices already on the TemplateVersion are skipped; the periodic progress tick finishes
     whatever a crash left.
+
+    Pages are paced to ``rollout_dispatch_rate`` devices a second. Every render wakes its
+    device's long-poll, and each woken agent fetches its spec, applies it and reports: woken
+    all at once, 10,000 devices queued for tens of seconds behind each other on the agent API
+    (docs/scale.md). Paced below what the agent API can serve, every device gets its spec
+    within moments of its render, and the whole fleet no later than unpaced.
     """
+    rate = settings.FLIGHTCTL.rollout_dispatch_rate
+    size = min(PAGE, max(1, rate // 5))  # five pages a second: a smooth stream, not bursts
     dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
+    next_page = time.monotonic()
     while True:
+        time.sleep(max(0.0, next_page - time.monotonic()))
         with transaction.atomic():
             fleet = Fleet.objects.select_for_update().filter(pk=fleet_pk).first()
             tv = current_template_version(fleet) if fleet else None
@@ -120,10 +132,11 @@ def dispatch_fleet(fleet_pk: int) -> int:
             if tv.name != started:  # a newer TemplateVersion: it goes to every member
                 started, last_pk = tv.name, 0
             page = list(_members(fleet).exclude(_on_tv(tv.name)).filter(pk__gt=last_pk)
-                        .select_for_update().order_by("pk")[:PAGE])
+                        .select_for_update().order_by("pk")[:size])
             if not page:
                 break
             last_pk = page[-1].pk
+            next_page += len(page) / rate
             sent = _dispatch_page(tv, page)
             dispatched += len(sent)
             if not _policy(fleet).get("disruptionBudget"):

@@ -91,6 +91,9 @@ class Config:
     # worker is presumed dead); periodic jobs run at these intervals, once cluster-wide.
     task_timeout: str = "120s"
     rollout_interval: str = "30s"
+    # Devices per second a fleet-wide rollout renders (and so wakes): paced below what the
+    # agent API serves, each device gets its new spec at once instead of queueing (scale.md).
+    rollout_dispatch_rate: int = 200
     connectivity_interval: str = "2m"
     event_cleanup_interval: str = "10m"
     secret_key: str = ""

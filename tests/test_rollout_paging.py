@@ -90,3 +90,21 @@ def test_a_pass_stops_when_a_newer_template_version_appears(api, monkeypatch):
     first, *rest = pages
     assert rest and all(name != first for name in rest)  # no page of the stale version after
     assert {d.spec["os"]["image"] for d in Device.objects.all()} == {"quay.io/x/os:2"}
+
+
+def test_pages_follow_the_dispatch_rate(api, monkeypatch, settings):
+    from fleets import rollout
+    from fleets.tasks import match_device, validate_fleet
+
+    _fleet(api, "quay.io/x/os:1")
+    for i in range(5):
+        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
+            "fleet": "wide"}}}, format="json")
+    match_device({"org_id": ORG, "name": "d0"})
+    monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 10)  # 2 devices a page
+    sizes = []
+    dispatch_page = rollout._dispatch_page
+    monkeypatch.setattr(rollout, "_dispatch_page",
+                        lambda tv, page: sizes.append(len(page)) or dispatch_page(tv, page))
+    validate_fleet({"org_id": ORG, "name": "wide"})
+    assert sizes == [2, 2, 1]
