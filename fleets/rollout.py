@@ -99,30 +99,57 @@ def dispatch(fleet: Fleet, tv: TemplateVersion, devices, *, refresh: bool = Fals
     return dispatched
 
 
-def dispatch_fleet(fleet_pk: int) -> int:
+#: advisory lock class of a fleet's dispatch pass (the second key is the fleet's id)
+DISPATCH_LOCK = 7_241
+
+
+def dispatch_fleet(fleet_pk: int, *, seconds: float | None = None) -> int:
     """The fleet-wide rollout of a fleet without batches, one committed transaction per page.
 
     Called by the task handlers *after* the transaction that created the TemplateVersion has
-    committed. Each page dispatches and renders up to :data:`PAGE` members and commits, which
-    releases their rows and sends their notifications, so agents fetch page 1 while page 2 is
-    rendered; in one transaction, 10,000 devices stayed locked (their status reports queued
-    behind the locks) and were all woken at once when everything had been rendered. Each page
-    locks the fleet and re-reads its TemplateVersion, so a newer one created meanwhile stops
-    this pass (its own pass takes over) and no page writes a superseded spec. Safe to repeat:
-    devices already on the TemplateVersion are skipped; the periodic progress tick finishes
-    whatever a crash left.
+    committed. Each page dispatches and renders its members and commits, which releases their
+    rows and sends their notifications, so agents fetch page 1 while page 2 is rendered; in
+    one transaction, 10,000 devices stayed locked (their status reports queued behind the
+    locks) and were all woken at once when everything had been rendered. Each page locks the
+    fleet and re-reads its TemplateVersion, so no page writes a superseded spec: a newer one
+    created meanwhile restarts the pass from the first member.
 
     Pages are paced to ``rollout_dispatch_rate`` devices a second. Every render wakes its
     device's long-poll, and each woken agent fetches its spec, applies it and reports: woken
     all at once, 10,000 devices queued for tens of seconds behind each other on the agent API
     (docs/scale.md). Paced below what the agent API can serve, every device gets its spec
-    within moments of its render, and the whole fleet no later than unpaced.
+    within moments of its render, and the whole fleet sooner than unpaced.
+
+    One pass per fleet at a time (a session advisory lock; another caller returns at once).
+    A pass ends after ``seconds`` (default: half the task timeout, so a task is never killed
+    mid-pass) and queues ``fleet-progress`` to go on. Safe to repeat: devices already on the
+    TemplateVersion are skipped. Returns how many devices it dispatched.
     """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s::int)", [DISPATCH_LOCK, fleet_pk])
+        if not cursor.fetchone()[0]:
+            return 0  # another worker is dispatching this fleet
+    try:
+        if seconds is None:
+            seconds = parse_duration(settings.FLIGHTCTL.task_timeout) / 2
+        return _dispatch_fleet(fleet_pk, time.monotonic() + seconds)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s::int)", [DISPATCH_LOCK, fleet_pk])
+
+
+def _dispatch_fleet(fleet_pk: int, deadline: float) -> int:
+    from flightctl.tasks import enqueue
+
     rate = settings.FLIGHTCTL.rollout_dispatch_rate
     size = min(PAGE, max(1, rate // 5))  # five pages a second: a smooth stream, not bursts
     dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
     next_page = time.monotonic()
     while True:
+        if next_page > deadline and fleet is not None:  # go on in a new task (lock released)
+            enqueue("fleet-progress", {"org_id": str(fleet.org_id), "name": fleet.name,
+                                       "kind": "Fleet"}, delay=1)
+            return dispatched
         time.sleep(max(0.0, next_page - time.monotonic()))
         with transaction.atomic():
             fleet = Fleet.objects.select_for_update().filter(pk=fleet_pk).first()

@@ -185,7 +185,9 @@ def progress_all() -> None:
             if fleet is None:
                 continue  # busy elsewhere: that holder advances it
             rollout.progress(fleet)
-        rollout.dispatch_fleet(pk)
+        # In the tick's transaction nothing commits before the tick does: only a short pass
+        # here (devices a dispatch missed); a longer one goes on in a fleet-progress task.
+        rollout.dispatch_fleet(pk, seconds=2)
 
 
 @periodic("event-cleanup", setting_interval("event_cleanup_interval"))

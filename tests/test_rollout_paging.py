@@ -108,3 +108,38 @@ def test_pages_follow_the_dispatch_rate(api, monkeypatch, settings):
                         lambda tv, page: sizes.append(len(page)) or dispatch_page(tv, page))
     validate_fleet({"org_id": ORG, "name": "wide"})
     assert sizes == [2, 2, 1]
+
+
+def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monkeypatch,
+                                                                        settings):
+    from fleets import rollout
+    from fleets.models import Fleet
+    from fleets.tasks import match_device, progress_fleet
+    from flightctl import tasks
+    from flightctl.agent_api.listener import _conninfo
+
+    _fleet(api, "quay.io/x/os:1")
+    for i in range(7):
+        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
+            "fleet": "wide"}}}, format="json")
+    match_device({"org_id": ORG, "name": "d0"})
+    monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 10)  # a page per 0.2 s
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue", lambda name, payload, **kw: queued.append(
+        (name, payload["name"], kw)))
+    from fleets.tasks import validate_fleet
+
+    monkeypatch.setattr(settings.FLIGHTCTL, "task_timeout", "1s")  # 0.5 s: three pages of two, then go on
+    validate_fleet({"org_id": ORG, "name": "wide"})
+    assert queued == [("fleet-progress", "wide", {"delay": 1})]
+
+    fleet = Fleet.objects.get(name="wide")
+    with psycopg.connect(_conninfo(), autocommit=True) as other:  # a pass running elsewhere
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [rollout.DISPATCH_LOCK, fleet.pk])
+        assert rollout.dispatch_fleet(fleet.pk) == 0
+    monkeypatch.setattr(settings.FLIGHTCTL, "task_timeout", "120s")
+    progress_fleet({"org_id": ORG, "name": "wide"})  # the queued continuation
+    from devices.models import Device
+
+    assert {d.rendered_spec["os"]["image"] for d in Device.objects.all()} == {"quay.io/x/os:1"}
+    assert len(queued) == 1
