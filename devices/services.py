@@ -6,15 +6,17 @@ rules for rendered specs, agent status and last-seen live in one place.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from devices.models import Device
 from devices.status import complete_status
 from flightctl.api.errors import API_VERSION
+from flightctl.compiled import CompiledLookup
 
 #: PostgreSQL NOTIFY channel on which renders are announced; payload "<org_id>/<name>/<version>".
 RENDER_CHANNEL = "flightctl_rendered"
@@ -31,10 +33,19 @@ def rendered_device_body(device: Device) -> dict:
     return body
 
 
+#: a device as its agent's ``GET /rendered`` loads it
+_FOR_RENDERED = CompiledLookup(lambda org_id, name: Device.objects.restrict(org_id).filter(
+    name=name))
+
+
+def load_rendered_body(org_id, name: str) -> dict | None:
+    """:func:`rendered_device_body` of the named device, or None if there is none."""
+    device = _FOR_RENDERED.first(org_id, name)
+    return None if device is None else rendered_device_body(device)
+
+
 def notify_rendered(device: Device) -> None:
     """Announce a new render; delivered at commit, so waiters never see an uncommitted spec."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_notify(%s, %s)",
@@ -78,7 +89,6 @@ class LastSeenBuffer:
                 self._written = {k: t for k, t in self._written.items() if t > cutoff}
         if not pending:
             return 0
-        from django.db import connection
 
         orgs, names = zip(*pending.keys(), strict=True)
         with transaction.atomic(), connection.cursor() as cursor:
@@ -98,8 +108,6 @@ class LastSeenBuffer:
     def run_flusher(self, interval: float = 1.0) -> threading.Thread:
         """Turn batching on and flush every ``interval`` seconds in a daemon thread."""
         import logging
-
-        from django.db import connection
 
         log = logging.getLogger(__name__)
         self.enabled = True
@@ -127,8 +135,6 @@ def _relaxed_commit() -> None:
     next report restores them. Waiting for the disk flush was a fifth of PostgreSQL's busy
     time while 3,000 devices reported during a rollout (docs/scale.md).
     """
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
@@ -163,6 +169,17 @@ def record_agent_status(device: Device, status: dict) -> Device:
     return device
 
 
+def _locked_for_status(org_id, name):
+    from devices.health import with_fleet_template_version
+
+    return (with_fleet_template_version(Device.objects.filter(org_id=org_id, name=name))
+            .defer("rendered_spec").select_for_update(of=("self",)))
+
+
+#: the device row a status report locks, read with its fleet's TemplateVersion
+_LOCKED_FOR_STATUS = CompiledLookup(_locked_for_status)
+
+
 def report_status(org_id, name: str, status: dict) -> Device | None:
     """Store the status an agent reported, refresh ``last_seen`` and recompute the service-side
     members (api.md §4.3), recording the transitions as events. Returns the device as written
@@ -176,19 +193,13 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
     which agents cannot touch. ``resourceVersion`` moves only when the status actually changed, so a
     heartbeat that reports nothing new does not invalidate clients' cached versions.
     """
-    from devices.health import (
-        compute_service_status,
-        disconnected_timeout,
-        transition_events,
-        with_fleet_template_version,
-    )
+    from devices.health import compute_service_status, disconnected_timeout, transition_events
     from flightctl.models import Event
 
     now = timezone.now()
     with transaction.atomic():
         _relaxed_commit()
-        current = (with_fleet_template_version(Device.objects.filter(org_id=org_id, name=name))
-                   .defer("rendered_spec").select_for_update(of=("self",)).first())
+        current = _LOCKED_FOR_STATUS.first(org_id, name)
         if current is None:
             return None
         stored = current.status
@@ -209,9 +220,13 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
             fleet_template_version=current.fleet_template_version))
         changed = merged != stored
         version = current.resource_version + (1 if changed else 0)
-        written = {"updated_at": now} if changed else {}
-        Device.objects.filter(pk=current.pk).update(
-            status=merged, last_seen=now, resource_version=version, **written)
+        with connection.cursor() as cursor:
+            # Raw SQL: the ORM's update() compiles a new statement on every report.
+            cursor.execute(
+                "UPDATE devices_device SET status = %s::jsonb, last_seen = %s, "
+                "resource_version = %s, updated_at = CASE WHEN %s THEN %s ELSE updated_at END "
+                "WHERE id = %s",
+                [json.dumps(merged), now, version, changed, now, current.pk])
         events = transition_events(current, before, merged, actor=AGENT_ACTOR,
                                    component=AGENT_COMPONENT)
         if events:

@@ -40,13 +40,16 @@ gc.set_threshold(700, 10, 1_000_000)
 
 
 def _collect_on_schedule():
+    import random
     import threading
     import time
 
     def loop():
+        # Processes start together: a random phase keeps them from pausing at the same moment.
+        time.sleep(random.uniform(0.5, 1.5) * FULL_COLLECTION_SECONDS)
         while True:
-            time.sleep(FULL_COLLECTION_SECONDS)
             gc.collect()
+            time.sleep(FULL_COLLECTION_SECONDS)
 
     threading.Thread(target=loop, name="full-gc", daemon=True).start()
 
