@@ -95,11 +95,21 @@ class LastSeenBuffer:
             _relaxed_commit()
             # Raw SQL: the ORM has no UPDATE ... FROM. GREATEST keeps a newer time written
             # meanwhile by a status report (record_agent_status writes last_seen itself).
+            # Rows locked by someone else are skipped, not waited for: a status report
+            # writes last_seen itself, and waiting made reports queue behind this statement
+            # and deadlocked with the adoption pass, which locks its page in id order.
             cursor.execute(
                 """
-                UPDATE devices_device AS d SET last_seen = GREATEST(d.last_seen, v.seen)
-                FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS v(org, name, seen)
-                WHERE d.org_id = v.org AND d.name = v.name
+                WITH v AS (
+                    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[])
+                        AS v(org, name, seen)
+                ), free AS (
+                    SELECT d.id, v.seen FROM devices_device AS d
+                    JOIN v ON d.org_id = v.org AND d.name = v.name
+                    ORDER BY d.id FOR UPDATE OF d SKIP LOCKED
+                )
+                UPDATE devices_device AS d SET last_seen = GREATEST(d.last_seen, free.seen)
+                FROM free WHERE d.id = free.id
                 """,
                 [list(orgs), list(names), list(pending.values())],
             )

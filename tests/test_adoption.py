@@ -113,3 +113,23 @@ def test_a_spec_written_to_an_unowned_device_is_still_rendered_by_its_own_task(a
     render_device({"org_id": ORG, "name": "solo"})
     solo = Device.objects.get(name="solo")
     assert solo.rendered_version == 2 and solo.rendered_spec["os"]["image"] == "quay.io/x/os:2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_last_seen_flush_skips_rows_others_hold_instead_of_waiting(api):
+    import psycopg
+
+    from devices.models import Device
+    from devices.services import LastSeenBuffer
+    from flightctl.agent_api.listener import _conninfo
+
+    for name in ("busy", "free"):
+        put_device(api, name, {})
+    buffer = LastSeenBuffer()
+    buffer.add(ORG, "busy")
+    buffer.add(ORG, "free")
+    with psycopg.connect(_conninfo()) as other:  # e.g. a status report or an adoption page
+        other.execute("SELECT 1 FROM devices_device WHERE name = 'busy' FOR UPDATE")
+        assert buffer.flush() == 2  # returns at once rather than waiting for the lock
+    seen = dict(Device.objects.values_list("name", "last_seen"))
+    assert seen["free"] is not None and seen["busy"] is None
