@@ -142,7 +142,7 @@ def _dispatch_fleet(fleet_pk: int, deadline: float) -> int:
     from flightctl.tasks import enqueue
 
     rate = settings.FLIGHTCTL.rollout_dispatch_rate
-    size = min(PAGE, max(1, rate // 5))  # five pages a second: a smooth stream, not bursts
+    size = min(PAGE, max(1, rate // 10))  # ten pages a second: a stream, not bursts
     dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
     next_page = time.monotonic()
     while True:

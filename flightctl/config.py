@@ -93,7 +93,7 @@ class Config:
     rollout_interval: str = "30s"
     # Devices per second a fleet-wide rollout renders (and so wakes): paced below what the
     # agent API serves, each device gets its new spec at once instead of queueing (scale.md).
-    rollout_dispatch_rate: int = 150
+    rollout_dispatch_rate: int = 120
     connectivity_interval: str = "2m"
     event_cleanup_interval: str = "10m"
     secret_key: str = ""
