@@ -19,17 +19,24 @@ def _fleet(api, image: str) -> None:
     assert response.status_code in (200, 201), response.json()
 
 
-def test_each_page_is_committed_before_the_next_is_dispatched(api, monkeypatch):
-    from devices.models import Device
-    from fleets import rollout
-    from fleets.tasks import match_device, validate_fleet
-    from flightctl.agent_api.listener import _conninfo
+def _fleet_of(api, count: int) -> None:
+    """Fleet ``wide`` (its first template) with ``count`` adopted members."""
+    from fleets.tasks import match_device
 
     _fleet(api, "quay.io/x/os:1")
-    for i in range(10):
+    for i in range(count):
         api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
             "fleet": "wide"}}}, format="json")
     match_device({"org_id": ORG, "name": "d0"})
+
+
+def test_each_page_is_committed_before_the_next_is_dispatched(api, monkeypatch):
+    from devices.models import Device
+    from fleets import rollout
+    from fleets.tasks import validate_fleet
+    from flightctl.agent_api.listener import _conninfo
+
+    _fleet_of(api, 10)
     validate_fleet({"org_id": ORG, "name": "wide"})
 
     monkeypatch.setattr(rollout, "PAGE", 4)
@@ -59,13 +66,9 @@ def test_each_page_is_committed_before_the_next_is_dispatched(api, monkeypatch):
 def test_a_pass_stops_when_a_newer_template_version_appears(api, monkeypatch):
     from devices.models import Device
     from fleets import rollout
-    from fleets.tasks import match_device, validate_fleet
+    from fleets.tasks import validate_fleet
 
-    _fleet(api, "quay.io/x/os:1")
-    for i in range(6):
-        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
-            "fleet": "wide"}}}, format="json")
-    match_device({"org_id": ORG, "name": "d0"})
+    _fleet_of(api, 6)
     monkeypatch.setattr(rollout, "PAGE", 2)
     dispatch_page = rollout._dispatch_page
     pages = []
@@ -94,13 +97,9 @@ def test_a_pass_stops_when_a_newer_template_version_appears(api, monkeypatch):
 
 def test_pages_follow_the_dispatch_rate(api, monkeypatch, settings):
     from fleets import rollout
-    from fleets.tasks import match_device, validate_fleet
+    from fleets.tasks import validate_fleet
 
-    _fleet(api, "quay.io/x/os:1")
-    for i in range(5):
-        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
-            "fleet": "wide"}}}, format="json")
-    match_device({"org_id": ORG, "name": "d0"})
+    _fleet_of(api, 5)
     monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 20)  # 2 devices a page
     sizes = []
     dispatch_page = rollout._dispatch_page
@@ -114,15 +113,11 @@ def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monk
                                                                         settings):
     from fleets import rollout
     from fleets.models import Fleet
-    from fleets.tasks import match_device, progress_fleet
+    from fleets.tasks import progress_fleet
     from flightctl import tasks
     from flightctl.agent_api.listener import _conninfo
 
-    _fleet(api, "quay.io/x/os:1")
-    for i in range(20):
-        api.put(f"/api/v1/devices/d{i}", {"metadata": {"name": f"d{i}", "labels": {
-            "fleet": "wide"}}}, format="json")
-    match_device({"org_id": ORG, "name": "d0"})
+    _fleet_of(api, 20)
     monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 20)  # 2 every 0.1 s
     queued = []
     monkeypatch.setattr(tasks, "enqueue", lambda name, payload, **kw: queued.append(
