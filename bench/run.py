@@ -187,6 +187,11 @@ class Bench:
                     _postmaster(self.work / "data" / "postgres"))),
                 "simulators": procs.cpu_seconds(simulators)}
 
+    def server_cpu(self) -> float:
+        """CPU seconds so far of every server process and PostgreSQL."""
+        return sum(seconds for role, seconds in self.cpu_by_role().items()
+                   if role != "simulators")
+
     def check_simulators(self):
         for index, process in enumerate(self.simulators):
             if process.poll() is not None:
@@ -242,11 +247,9 @@ class Bench:
         wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
         # Steady state: every device has its long-poll open and reports on its interval.
         time.sleep(min(args.status_interval, 30))
-        server_pids = lambda: procs.tree(self.server.pid) + procs.tree(  # noqa: E731
-            _postmaster(self.work / "data" / "postgres"))
-        before, cpu0, t0 = self.stats(), procs.cpu_seconds(server_pids()), time.monotonic()
+        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
         time.sleep(args.window)
-        after, cpu1, t1 = self.stats(), procs.cpu_seconds(server_pids()), time.monotonic()
+        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
         window = diff(after, before)
         requests_total = sum(op["count"] for op in window.values())
         self.report["steady_state"] = {
@@ -267,8 +270,8 @@ class Bench:
             received = sum(1 for _, at in arrivals if at >= changed_wall)
             return received >= n and self.all_up_to_date()
         wait_for("rollout convergence", converged, args.rollout_timeout, 1)
-        self.report["rollout_convergence_seconds"] = round(time.monotonic() - changed, 1)
         elapsed = time.monotonic() - changed
+        self.report["rollout_convergence_seconds"] = round(elapsed, 1)
         self.report["rollout_cpu_cores"] = {
             role: round((seconds - cpu_before.get(role, 0)) / elapsed, 2)
             for role, seconds in self.cpu_by_role().items()}

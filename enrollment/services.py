@@ -189,8 +189,9 @@ def _new_device(er: EnrollmentRequest, labels: dict, now) -> Device:
         annotations[AWAITING_RECONNECT] = "true"
         status["summary"] = {"status": "AwaitingReconnect",
                              "info": "Device is re-enrolling after a restore."}
+    # Flagged for the fleets app's adoption pass from the start (no second write of the row).
     return Device(org_id=er.org_id, name=er.name, labels=labels, spec={}, status=status,
-                  annotations=annotations)
+                  annotations=annotations, owner_pending=True)
 
 
 def _run_device_hooks(device: Device) -> None:

@@ -30,7 +30,8 @@ def device_written(device, *, created: bool, changed: list[str]) -> None:
     if created or "labels" in changed:
         # Flagged in the write's transaction: the adoption pass (fleets.tasks.adopt_pending)
         # takes flagged devices in pages, and also gives a new device its first render.
-        type(device).objects.filter(pk=device.pk).update(owner_pending=True)
+        if not device.owner_pending:  # an approval creates its device already flagged
+            type(device).objects.filter(pk=device.pk).update(owner_pending=True)
         enqueue("device-owner", _payload(device))
     if "spec" in changed and not created and not (device.owner or "").startswith("Fleet/"):
         enqueue("device-render", _payload(device))
