@@ -1,8 +1,9 @@
-"""Network helpers shared by the tests that start real servers on loopback."""
+"""Helpers shared by the tests that start real servers on loopback: ports and waiting."""
 
 from __future__ import annotations
 
 import socket
+import time
 
 
 def free_port() -> int:
@@ -10,3 +11,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    """Poll until predicate() returns something truthy; return it or fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

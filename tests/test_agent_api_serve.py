@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,31 @@ import requests
 
 from bench import procs
 from tests.test_server_command import BIN, server_env, wait_until_up
-from tests.tpm_support import AgentClient, AgentServer, csr_pem, free_port, key_pem, new_key
+from tests.tpm_support import (
+    AgentClient,
+    AgentServer,
+    csr_pem,
+    free_port,
+    key_pem,
+    new_key,
+    wait_for_port,
+)
+
+
+def agent_api_workers(root: int, timeout: float = 30) -> list[int]:
+    """The agent API's worker processes, once at least two run (they start after the bind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = []
+        for pid in procs.tree(root):
+            try:
+                if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    workers.append(pid)
+            except OSError:  # a process that ended since the listing
+                pass
+        if len(workers) >= 2 or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.2)
 
 
 def test_serve_starts_the_mutual_tls_agent_api(tmp_path):
@@ -25,6 +50,9 @@ def test_serve_starts_the_mutual_tls_agent_api(tmp_path):
     base, ca = f"https://127.0.0.1:{port}", data_dir / "pki" / "ca.crt"
     try:
         wait_until_up(f"{base}/healthz", ca, process)
+        # The user API answering says nothing about the agent API, a process of its own that
+        # binds its port a moment later (CI once got "connection refused" here).
+        wait_for_port(agent_port, process, None)
         token = (data_dir / "admin-token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
         key = new_key()
@@ -46,8 +74,7 @@ def test_serve_starts_the_mutual_tls_agent_api(tmp_path):
             service["authentication"]["client-certificate-data"]), key_pem(key), tmp_path / "a")
         # Two agent API processes share the port (agent_api_workers' default); every new
         # connection, whichever process accepts it, sees its client certificate.
-        workers = [pid for pid in procs.tree(process.pid)
-                   if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = agent_api_workers(process.pid)
         assert len(workers) >= 2, workers
         for _ in range(6):  # a new connection each time
             missing = agent.get("/api/v1/enrollmentrequests/nope")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workers import task_workers, wait_for
+from tests.net import wait_for
+from tests.workers import task_workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,7 +82,7 @@ def test_a_fleet_of_50_rolls_out_in_three_batches_while_agents_report(api, tmp_p
             condition = fleet_condition(api)
             return condition and condition["reason"] == "Inactive" and len(batch_reports(api)) == 3
 
-        wait_for(finished, timeout=120, message="rollout to finish")
+        wait_for(finished, timeout=120, what="rollout to finish")
     assert batch_reports(api) == [("batch 1", 1), ("batch 2", 24), ("final implicit batch", 25)]
     devices = api.get("/api/v1/devices", {"fieldSelector": "metadata.owner=Fleet/f1"}).json()
     assert len(devices["items"]) == 50
@@ -331,7 +332,7 @@ def test_killing_a_worker_mid_task_loses_no_work(api, tmp_path):
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE '%%fleets_fleet%%'").fetchone()
                 return rows[0] > 0
-            wait_for(validate_is_blocked, timeout=60, message="the task to block mid-way")
+            wait_for(validate_is_blocked, timeout=60, what="the task to block mid-way")
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
         blocker.rollback()
@@ -344,6 +345,6 @@ def test_killing_a_worker_mid_task_loses_no_work(api, tmp_path):
     assert on_template() == 0  # the work was not done
     with task_workers(tmp_path / "w2", task_timeout="3s"):
         wait_for(lambda: on_template() == 5, timeout=90,
-                 message="the redelivered task to finish the rollout")
+                 what="the redelivered task to finish the rollout")
     tvs = api.get(f"{FLEETS}/f1/templateversions").json()["items"]
     assert [tv["metadata"]["name"] for tv in tvs] == ["v1"]

@@ -179,7 +179,7 @@ def agent_api_server(data_dir: Path, *, tpm_ca_files: list[str] = (), wait_timeo
         )
     server = AgentServer(f"https://127.0.0.1:{port}", data_dir, pki.bundle_path, log, process)
     try:
-        _wait_for_tls(port, process, log)
+        wait_for_port(port, process, log)
         yield server
     finally:
         settings.FLIGHTCTL = original
@@ -192,17 +192,21 @@ def agent_api_server(data_dir: Path, *, tpm_ca_files: list[str] = (), wait_timeo
                 process.wait()
 
 
-def _wait_for_tls(port: int, process, log: Path, timeout: float = 30) -> None:
+def wait_for_port(port: int, process, log: Path | None, timeout: float = 30) -> None:
+    """Wait until something accepts connections on ``port``; ``log`` (if any) explains a failure."""
+    def output() -> str:
+        return log.read_text() if log is not None and log.exists() else ""
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"agent API exited early:\n{log.read_text()}")
+            raise AssertionError(f"agent API exited early:\n{output()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    raise AssertionError(f"agent API did not come up:\n{log.read_text()}")
+    raise AssertionError(f"agent API did not come up:\n{output()}")
 
 
 # -- an agent's side of the wire ---------------------------------------------------------------

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 
 from django.db import connection
@@ -59,13 +58,3 @@ def task_workers(tmp_path, **settings):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message or predicate.__name__}")

@@ -8,7 +8,8 @@ import subprocess
 import yaml
 from flightctl_agent.podman import AGENT_LABEL, instance_label
 
-from tests.agent.harness import free_port, podman_containers, wait_for
+from tests.agent.harness import podman_containers
+from tests.net import free_port, wait_for
 
 
 def app_status(agent, name: str) -> dict:

@@ -6,7 +6,7 @@ import base64
 import os
 import stat
 
-from tests.agent.harness import wait_for
+from tests.net import wait_for
 
 
 def test_a_device_enrolls_with_a_file_key_and_applies_inline_files(make_agent, server, render):

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.agent.harness import wait_for
+from tests.net import wait_for
 
 
 def inline(*files) -> dict:

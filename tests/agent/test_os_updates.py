@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.agent.harness import wait_for
+from tests.net import wait_for
 
 
 def bootc_state(agent) -> dict:

@@ -7,7 +7,8 @@ import signal
 import yaml
 from flightctl_agent.podman import AGENT_LABEL, instance_label
 
-from tests.agent.harness import podman_containers, wait_for
+from tests.agent.harness import podman_containers
+from tests.net import wait_for
 
 
 def test_an_agent_killed_in_the_middle_of_an_update_converges_after_restart(

@@ -19,7 +19,7 @@ from flightctl_agent import protocol
 from tpm2_pytss import TPMA_OBJECT
 from tpm2_pytss.tsskey import TSSPrivKey
 
-from tests.agent.harness import wait_for
+from tests.net import wait_for
 from tests.tpm_support import SoftwareTPM
 
 SOFTWARE_KEY = re.compile(rb"-----BEGIN (EC |RSA |ENCRYPTED )?PRIVATE KEY-----")
