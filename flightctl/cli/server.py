@@ -1,13 +1,17 @@
 """``flightctl-server``: run and administer the control plane.
 
 ``serve`` is one supervising process: it prepares the database (embedded by default), applies
-migrations, then runs the user API under gunicorn and the django-q2 task cluster as children,
-and stops them all — and the embedded PostgreSQL — on SIGTERM or SIGINT. If a child dies, the
-others are stopped and ``serve`` exits non-zero so a service manager restarts the whole set.
+migrations, then runs the user API under gunicorn, the agent API under uvicorn and the
+django-q2 task cluster as children, and stops them all — and the embedded PostgreSQL — on
+SIGTERM or SIGINT. If a child dies, the others are stopped and ``serve`` exits non-zero so a
+service manager restarts the whole set; if ``serve`` itself is killed, the kernel sends each
+child SIGTERM (Linux parent-death signal), so none outlives it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -21,6 +25,7 @@ import click
 from flightctl.config import ConfigError, load, parse_address
 
 EXIT_CONFIG = 2
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def _fail(message: str, code: int = 1):
@@ -160,15 +165,38 @@ def _bootstrap_admin_token(config) -> None:
                f"  {token}", err=True)
 
 
+def _parent_death_signal():
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies, or None
+    where prctl is not available. libc is resolved here, before any fork: the function that
+    runs in the child only makes the system call."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_signal():
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return set_signal
+
+
 class Supervisor:
     """Runs the child processes and tears them down together."""
 
     def __init__(self):
         self.children: dict[str, subprocess.Popen] = {}
         self.stopping = False
+        self.on_parent_death = _parent_death_signal()
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
-        self.children[name] = subprocess.Popen(argv, env={**os.environ, **(env or {})})
+        # Each child in a session of its own: a terminal's Ctrl-C (or a group-wide SIGTERM)
+        # reaches only this supervisor, which stops each child through its main process.
+        # django-q's cluster hangs when its sentinel and workers are signalled directly along
+        # with its main process (they run the stop handler each), and was SIGKILLed after the
+        # grace period every time `make run` was interrupted.
+        self.children[name] = subprocess.Popen(argv, env={**os.environ, **(env or {})},
+                                               start_new_session=True,
+                                               preexec_fn=self.on_parent_death)
 
     def stop(self, *_signal) -> None:
         self.stopping = True
