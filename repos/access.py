@@ -25,7 +25,12 @@ _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
 class AccessError(RuntimeError):
-    """The repository cannot be used; the message says why (no credentials in it)."""
+    """The repository cannot be used; the message says why (no credentials in it), and
+    ``status_code`` is the HTTP status behind it when there was one."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @contextmanager
@@ -107,28 +112,7 @@ def check(spec: dict) -> None:
 
 
 def check_oci(spec: dict) -> None:
-    auth = spec.get("ociAuth") or {}
-    creds = (auth["username"], auth["password"]) if auth.get("username") else None
-    tls = {"ca.crt": spec.get("ca.crt"),
-           "skipServerVerification": spec.get("skipServerVerification")}
-    url = f"{spec.get('scheme') or 'https'}://{spec['registry']}/v2/"
-    with http_options(tls) as options, requests.Session() as session:
-        session.trust_env = False
-        try:
-            response = session.get(url, **options)
-            if response.status_code == 401:
-                challenge = response.headers.get("WWW-Authenticate", "")
-                scheme = challenge.split(" ", 1)[0].lower()
-                if scheme == "basic":
-                    if creds is None:
-                        raise AccessError(f"{spec['registry']} requires credentials")
-                    response = session.get(url, auth=creds, **options)
-                elif scheme == "bearer":
-                    token = _registry_token(session, challenge, creds, options)
-                    response = session.get(
-                        url, **{**options, "headers": {"Authorization": f"Bearer {token}"}})
-        except requests.RequestException as exc:
-            raise AccessError(f"cannot reach registry {spec['registry']}: {_describe(exc)}")
+    response = registry_get(spec, "/v2/")
     if response.status_code == 401:
         raise AccessError(f"registry {spec['registry']} rejected the credentials "
                           "(401 Unauthorized)")
@@ -137,17 +121,97 @@ def check_oci(spec: dict) -> None:
                           f"{response.reason}")
 
 
+# What a container client accepts for a tag: image indexes and manifests, OCI and Docker.
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))
+_REFUSALS = {401: "the registry rejected the credentials", 403: "access denied",
+             404: "not found"}
+
+
+def check_oci_tag(spec: dict, image: str, tag: str) -> dict:
+    """``CheckRepositoryOciResult`` for ``image:tag`` in an OCI Repository's registry: the
+    manifest exists (a ``HEAD``, as ``docker manifest inspect`` would ask)."""
+    return _oci_result(spec, f"{image}:{tag}", "HEAD", f"/v2/{image}/manifests/{tag}",
+                       {"Accept": MANIFEST_TYPES})
+
+
+def check_oci_image(spec: dict, image: str) -> dict:
+    """``CheckRepositoryOciResult`` for ``image``: the registry lists its tags to us."""
+    return _oci_result(spec, image, "GET", f"/v2/{image}/tags/list")
+
+
+def _oci_result(spec: dict, what: str, method: str, path: str, headers=None) -> dict:
+    where = f"{spec['registry']}/{what}"
+    try:
+        response = registry_get(spec, path, method=method, headers=headers)
+    except AccessError as exc:
+        result = {"accessible": False, "errorMessage": f"{where}: {exc}"}
+        if exc.status_code is not None:
+            result["errorCode"] = exc.status_code
+        return result
+    if response.ok:
+        return {"accessible": True}
+    code = response.status_code
+    reason = _REFUSALS.get(code, f"the registry answered {code} {response.reason}")
+    return {"accessible": False, "errorCode": code, "errorMessage": f"{where}: {reason}"}
+
+
+def registry_get(spec: dict, path: str, *, method: str = "GET",
+                 headers: dict | None = None) -> requests.Response:
+    """``method path`` on an OCI Repository's registry, answering its ``Basic`` or ``Bearer``
+    challenge with the Repository's credentials the way container clients do; the registry's
+    final response, whatever its status. AccessError when the registry cannot be reached or
+    cannot be authenticated to."""
+    auth = spec.get("ociAuth") or {}
+    creds = (auth["username"], auth["password"]) if auth.get("username") else None
+    tls = {"ca.crt": spec.get("ca.crt"),
+           "skipServerVerification": spec.get("skipServerVerification")}
+    url = f"{spec.get('scheme') or 'https'}://{spec['registry']}{path}"
+    with http_options(tls) as options, requests.Session() as session:
+        session.trust_env = False
+        options["headers"].update(headers or {})
+        try:
+            response = session.request(method, url, **options)
+            if response.status_code == 401:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                scheme = challenge.split(" ", 1)[0].lower()
+                if scheme == "basic":
+                    if creds is None:
+                        raise AccessError(f"{spec['registry']} requires credentials",
+                                          status_code=401)
+                    response = session.request(method, url, auth=creds, **options)
+                elif scheme == "bearer":
+                    token = _registry_token(session, challenge, creds, options)
+                    response = session.request(method, url, **{**options, "headers": {
+                        **options["headers"], "Authorization": f"Bearer {token}"}})
+        except requests.RequestException as exc:
+            raise AccessError(f"cannot reach registry {spec['registry']}: {_describe(exc)}")
+    return response
+
+
 def _registry_token(session, challenge: str, creds, options: dict) -> str:
     params = dict(_CHALLENGE_RE.findall(challenge))
     realm = params.pop("realm", None)
     if not realm:
         raise AccessError("the registry's Bearer challenge names no token realm")
-    response = session.get(realm, params=params, auth=creds, **options)
+    response = session.get(realm, params=params, auth=creds,
+                           **{**options, "headers": {}})  # not the registry's Accept headers
     if response.status_code == 401:
-        raise AccessError("the registry's token service rejected the credentials")
+        raise AccessError("the registry's token service rejected the credentials",
+                          status_code=401)
     if not response.ok:
-        raise AccessError(f"the registry's token service answered {response.status_code}")
-    body = response.json()
+        raise AccessError(f"the registry's token service answered {response.status_code}",
+                          status_code=response.status_code)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise AccessError("the registry's token service did not answer with a JSON object")
     token = body.get("token") or body.get("access_token")
     if not token:
         raise AccessError("the registry's token service returned no token")

@@ -27,6 +27,11 @@ _REGISTRY_RE = re.compile(
     r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
     r"[A-Za-z0-9])?)*)(:\d{1,5})?$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+# A repository name of the OCI distribution spec: path components of lower-case alphanumerics
+# joined by '.', '_', '__' or dashes. Stricter than the reference's length check, so that a
+# name can never carry '..', '?' or '#' into the registry URL it is pasted into.
+_IMAGE_NAME_RE = re.compile(
+    r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 # No file:// (nor local paths): a repository must not read the server's own disk.
 _URL_SCHEMES = ("http://", "https://", "ssh://", "git://")
 _SCP_LIKE_RE = re.compile(r"^[\w.-]+@[\w.-]+:.+")
@@ -200,3 +205,32 @@ def validate_resource_sync_spec(spec: dict, errors: Errors) -> None:
         errors.too_long("spec.path", path, 2048)
     elif ".." in path.split("/"):
         errors.invalid("spec.path", path, "must not leave the repository")
+
+
+def parse_oci_check(body, *, with_tag: bool) -> tuple[str, str | None]:
+    """``(imageName, tag)`` of a ``CheckRepositoryOciTagRequest`` (``with_tag``) or
+    ``CheckRepositoryOciImageRequest``; ValueError with the field errors otherwise."""
+    errors = Errors()
+    if not isinstance(body, dict):
+        raise ValueError("request body: Invalid value: must be an object")
+    known = ("imageName", "tag") if with_tag else ("imageName",)
+    for key in body:
+        if key not in known:
+            errors.invalid(key, key, f'unknown field "{key}"')
+    image = body.get("imageName")
+    if not isinstance(image, str) or not image:
+        errors.required("imageName")
+    elif len(image) > 255:
+        errors.too_long("imageName", image, 255)
+    elif not _IMAGE_NAME_RE.match(image):
+        errors.invalid("imageName", image, "must be a repository name within the registry, "
+                       "e.g. 'centos-bootc/centos-bootc'")
+    tag = body.get("tag")
+    if with_tag:
+        if not isinstance(tag, str) or not tag:
+            errors.required("tag")
+        elif not _TAG_RE.match(tag):
+            errors.invalid("tag", tag, f"must match '{_TAG_RE.pattern}'")
+    if errors:
+        raise ValueError("\n".join(errors))
+    return image, tag

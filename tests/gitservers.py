@@ -3,7 +3,7 @@
 One directory of git repositories is served three ways for the whole session: ``git daemon``
 (anonymous), smart HTTP through ``git http-backend`` behind HTTP basic auth, and ``sshd`` with
 one authorised key (with a passphrase). Beside them: a plain HTTP file server that wants a
-bearer token, and a ``docker-registry`` behind an htpasswd file. Every port is picked free.
+bearer token. Every port is picked free. OCI registries are in ``tests.registries``.
 
 A missing tool fails the test that needs it (with what to install); it never skips.
 Use with ``pytest_plugins = ["tests.gitservers"]``.
@@ -278,31 +278,6 @@ def ssh_server(git_root, tmp_path_factory):
         url=f"ssh://{getpass.getuser()}@127.0.0.1:{port}{git_root}/",
         private_key_b64=base64.b64encode((home / "client_key").read_bytes()).decode(),
         passphrase=SSH_PASSPHRASE, known_hosts=known_hosts, port=port)
-    process.terminate()
-    process.wait(10)
-
-
-# -- OCI registry ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def oci_registry(tmp_path_factory):
-    """``docker-registry`` on loopback with htpasswd (basic) auth; yields ``host:port``."""
-    registry = require("docker-registry")
-    htpasswd = require("htpasswd")
-    home = tmp_path_factory.mktemp("registry")
-    subprocess.run([htpasswd, "-iBc", str(home / "htpasswd"), REGISTRY_USER],
-                   input=REGISTRY_PASSWORD.encode(), check=True, capture_output=True)
-    port = free_port()
-    (home / "config.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {home / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        f"auth:\n  htpasswd:\n    realm: test\n    path: {home / 'htpasswd'}\n")
-    process = subprocess.Popen([registry, "serve", str(home / "config.yml")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, process)
-    yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
 

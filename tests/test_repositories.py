@@ -16,7 +16,7 @@ from tests.gitservers import (  # noqa: E402
     REGISTRY_USER,
 )
 
-pytest_plugins = ["tests.gitservers"]
+pytest_plugins = ["tests.gitservers", "tests.registries"]
 pytestmark = pytest.mark.django_db
 
 REPOS = "/api/v1/repositories"

@@ -20,7 +20,7 @@ from tests.gitservers import (  # noqa: E402
     REGISTRY_USER,
 )
 
-pytest_plugins = ["tests.gitservers"]
+pytest_plugins = ["tests.gitservers", "tests.registries"]
 pytestmark = pytest.mark.django_db
 
 WRONG = "wrong-secret-0c4f7a2e"

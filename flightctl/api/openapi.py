@@ -125,7 +125,7 @@ ADD_DEVICES_SUMMARY = {"name": "addDevicesSummary", "in": "query", "schema": {"t
 
 
 def _action_paths() -> dict:
-    """Device and fleet operations beyond CRUD: decommission, application lifecycle."""
+    """Operations beyond CRUD: decommission, application lifecycle, registry checks."""
 
     def operation(operation_id: str, kind: str, body: dict | None = None) -> dict:
         op = {"operationId": operation_id,
@@ -139,6 +139,15 @@ def _action_paths() -> dict:
         "decommissionDevice", "Device",
         {"type": "object", "required": ["target"], "properties": {
             "target": {"type": "string", "enum": ["Unenroll", "FactoryReset"]}}})}}
+    image_name = {"type": "string", "minLength": 1, "maxLength": 255}
+    tag = {"type": "string", "pattern": r"^[\w][\w.-]{0,127}$"}
+    for check, operation_id, fields in (
+            ("check-oci-tag", "checkRepositoryOciTag", {"imageName": image_name, "tag": tag}),
+            ("check-oci-image", "checkRepositoryOciImage", {"imageName": image_name})):
+        paths[f"/api/v1/repositories/{{name}}/{check}"] = {
+            "parameters": [_NAME], "post": operation(operation_id, "CheckRepositoryOciResult", {
+                "type": "object", "required": list(fields), "properties": fields,
+                "additionalProperties": False})}
     for plural, kind, actions in (("devices", "Device", ("stop", "start", "restart")),
                                   ("fleets", "Fleet", ("stop", "start"))):
         for action in actions:
@@ -183,6 +192,11 @@ def document() -> dict:
                 "creationTimestamp": {"type": "string", "format": "date-time",
                                       "readOnly": True},
             },
+        },
+        "CheckRepositoryOciResult": {
+            "type": "object", "required": ["accessible"], "additionalProperties": False,
+            "properties": {"accessible": {"type": "boolean"}, "errorCode": {"type": "integer"},
+                           "errorMessage": {"type": "string"}},
         },
         "ListMeta": {"type": "object", "properties": {
             "continue": {"type": "string"},

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from flightctl.api.errors import bad_request
-from flightctl.api.resources import ResourceViewSet
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from flightctl.api.errors import bad_request, not_found
+from flightctl.api.resources import ResourceViewSet, resolve_org
 from flightctl.api.serializers import Incoming
-from repos import crypto, sync
+from repos import access, crypto, sync
 from repos.api.serializers import RepositorySerializer, ResourceSyncSerializer
+from repos.choices import RepoType
 from repos.filtersets import REPOSITORY_FIELDS, RESOURCE_SYNC_FIELDS
 from repos.models import Repository, ResourceSync
+from repos.validation import parse_oci_check
 
 
 class RepositoryViewSet(ResourceViewSet):
@@ -58,3 +63,26 @@ class ResourceSyncViewSet(ResourceViewSet):
     def after_delete(self, obj) -> None:
         super().after_delete(obj)
         sync.orphan_fleets(obj, self.actor)
+
+
+class RepositoryOciCheckView(APIView):
+    """``POST /repositories/{name}/check-oci-tag`` and ``check-oci-image``: ask the registry of
+    an OCI Repository, with its credentials and TLS settings, whether an image (or one of its
+    tags) is there. The answer is a ``CheckRepositoryOciResult`` with status 200 whatever the
+    registry said; 400 for a bad request or a Repository that is not an OCI registry."""
+
+    def post(self, request, name: str, check: str):
+        try:
+            image, tag = parse_oci_check(request.data, with_tag=check == "check-oci-tag")
+        except ValueError as exc:
+            raise bad_request(str(exc))
+        repo = Repository.objects.restrict(resolve_org(request)).filter(name=name).first()
+        if repo is None:
+            raise not_found("Repository", name)
+        if (repo.spec or {}).get("type") != RepoType.OCI:
+            raise bad_request(f'Repository "{name}" is of type '
+                              f'"{(repo.spec or {}).get("type")}", not "oci"')
+        spec = crypto.unseal(repo.spec)
+        if check == "check-oci-tag":
+            return Response(access.check_oci_tag(spec, image, tag))
+        return Response(access.check_oci_image(spec, image))
