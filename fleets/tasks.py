@@ -16,7 +16,12 @@ from fleets import rollout
 from fleets.models import Fleet
 from fleets.ownership import recompute_owners
 from fleets.selection import label_selector_q
-from fleets.templates import create_template_version, current_template_version
+from fleets.templates import (
+    create_template_version,
+    current_template_version,
+    invalid_configuration,
+    mark_invalid,
+)
 from flightctl.config import parse_duration
 from flightctl.tasks import handler, periodic, setting_interval
 
@@ -35,7 +40,11 @@ def validate_fleet(payload: dict) -> None:
         # Match members first (idempotent): the selector task of a new fleet may not have run
         # yet, and a rollout must not start on an empty fleet and then race its members.
         _match(fleet.org_id, fleet.name, fleet)
-        create_template_version(fleet)
+        problem = invalid_configuration(fleet)
+        if problem:
+            mark_invalid(fleet, problem)
+        else:
+            create_template_version(fleet)
         rollout.progress(fleet)
     rollout.dispatch_fleet(fleet.pk)
 

@@ -18,10 +18,11 @@ from django.db import IntegrityError, connection, transaction
 
 from devices.models import Device
 from fleets import choices
-from fleets.conditions import set_condition
+from fleets.conditions import get_condition, set_condition
 from fleets.models import Fleet, TemplateVersion
 from fleets.templating import TemplateError, has_placeholders, render
 from flightctl.api.events import record_event
+from flightctl.models import EventType
 
 ACTOR = "service:flightctl-worker"
 
@@ -78,7 +79,11 @@ def create_template_version(fleet: Fleet, fingerprint: str | None = None
     annotations = dict(fleet.annotations or {})
     annotations[choices.FLEET_TV] = name
     status_doc = dict(fleet.status or {})
+    was_invalid = (get_condition(status_doc, "Valid") or {}).get("status") == "False"
     set_condition(status_doc, "Valid", True, "Valid")
+    if was_invalid:
+        record_event(fleet.org_id, "Fleet", fleet.name, "FleetValid", "Fleet is valid.",
+                     actor=ACTOR, component="flightctl-worker")
     Fleet.objects.filter(pk=fleet.pk).update(annotations=annotations, status=status_doc)
     fleet.annotations, fleet.status = annotations, status_doc
     strategy = "Batched" if _device_selection(fleet) else "None"
@@ -89,6 +94,53 @@ def create_template_version(fleet: Fleet, fingerprint: str | None = None
                           "rolloutStrategy": strategy})
     mark_out_of_date(fleet)
     return tv
+
+
+# A config provider that reads a Repository, and the Repository type it needs.
+REPOSITORY_PROVIDERS = {"gitRef": "git", "httpRef": "http"}
+
+
+def invalid_configuration(fleet: Fleet) -> str | None:
+    """Why the fleet's template cannot be frozen, or None: every ``gitRef``/``httpRef`` must
+    name a Repository of the organization, of the provider's type (service.md §1.3). One
+    query, whatever the number of providers."""
+    from repos.models import Repository
+
+    config = (((fleet.spec or {}).get("template") or {}).get("spec") or {}).get("config") or []
+    refs = [(item.get("name"), kind, item[kind].get("repository"))
+            for item in config if isinstance(item, dict)
+            for kind in REPOSITORY_PROVIDERS if isinstance(item.get(kind), dict)]
+    if not refs:
+        return None
+    types = dict(Repository.objects.restrict(fleet.org_id).filter(
+        name__in={repo for _, _, repo in refs}).values_list("name", "spec__type"))
+    errors = []
+    for name, kind, repo in refs:
+        if repo not in types:
+            errors.append((name, f'failed fetching specified Repository definition {repo}: '
+                                 f'Repository of name "{repo}" not found'))
+        elif types[repo] != REPOSITORY_PROVIDERS[kind]:
+            errors.append((name, f'Repository "{repo}" is of type "{types[repo]}", but '
+                                 f'{kind} needs a {REPOSITORY_PROVIDERS[kind]} repository'))
+    if not errors:
+        return None
+    return (f"{len(errors)} invalid configuration(s): {', '.join(n for n, _ in errors)}. "
+            f"First error: {errors[0][1]}")
+
+
+def mark_invalid(fleet: Fleet, message: str) -> None:
+    """``Valid=False`` with the reason; no TemplateVersion is made and the fleet's devices
+    keep the last valid one. ``FleetInvalid`` when the condition turns False."""
+    status_doc = dict(fleet.status or {})
+    was_false = (get_condition(status_doc, "Valid") or {}).get("status") == "False"
+    if not set_condition(status_doc, "Valid", False, "Invalid", message):
+        return
+    Fleet.objects.filter(pk=fleet.pk).update(status=status_doc)
+    fleet.status = status_doc
+    if not was_false:
+        record_event(fleet.org_id, "Fleet", fleet.name, "FleetInvalid",
+                     f"Fleet is invalid: {message}", actor=ACTOR, type=EventType.WARNING,
+                     component="flightctl-worker")
 
 
 def mark_out_of_date(fleet: Fleet) -> None:

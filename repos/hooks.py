@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
+
 from flightctl.api.events import record_event
 from flightctl.api.resources import on_write
 from flightctl.tasks import enqueue
@@ -18,6 +20,7 @@ def repository_written(repo, *, created: bool, changed: list[str]) -> None:
     if not (created or "spec" in changed):
         return
     enqueue("repository-check", _payload(repo))
+    _revalidate_fleets(repo)
     if created:
         return
     # Standalone devices fetch on every render: new credentials or a new URL apply now.
@@ -32,6 +35,25 @@ def repository_written(repo, *, created: bool, changed: list[str]) -> None:
                      component=COMPONENT, details={"detailType": "ReferencedRepositoryUpdated",
                                                    "repository": repo.name})
         enqueue("device-render", _payload(device))
+
+
+def _revalidate_fleets(repo) -> None:
+    """Fleets whose template reads this Repository are validated again: one that was invalid
+    for want of it gets its TemplateVersion now (a valid one finds its TemplateVersion already
+    made and does nothing)."""
+    from fleets.models import Fleet
+    from fleets.templates import REPOSITORY_PROVIDERS
+
+    uses = Q()
+    for kind in REPOSITORY_PROVIDERS:
+        uses |= Q(spec__contains={"template": {"spec": {"config": [
+            {kind: {"repository": repo.name}}]}}})
+    for fleet in Fleet.objects.restrict(repo.org_id).filter(uses).only("org_id", "name"):
+        record_event(fleet.org_id, "Fleet", fleet.name, Reason.REFERENCED_REPOSITORY_UPDATED,
+                     f"Referenced repository {repo.name} was updated.", actor=ACTOR,
+                     component=COMPONENT, details={"detailType": "ReferencedRepositoryUpdated",
+                                                   "repository": repo.name})
+        enqueue("fleet-validate", _payload(fleet))
 
 
 @on_write("ResourceSync")

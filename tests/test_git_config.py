@@ -165,7 +165,6 @@ def test_a_standalone_device_is_rerendered_when_its_dependency_changes(api, conf
 @pytest.mark.parametrize("provider, message", [
     (git_provider(path="/nowhere"), 'path "/nowhere" does not exist'),
     (git_provider(revision="no-such-branch"), "no-such-branch"),
-    (git_provider(repository="missing"), 'Repository "missing" not found'),
 ])
 def test_render_failures_set_spec_valid_false_with_a_clear_message(api, config_repo, provider,
                                                                    message):
@@ -175,6 +174,82 @@ def test_render_failures_set_spec_valid_false_with_a_clear_message(api, config_r
     assert condition["status"] == "False"
     assert condition["message"].startswith('config provider "cfg": ')
     assert message in condition["message"]
+
+
+def test_a_standalone_device_naming_a_missing_repository_fails_its_render(api):
+    from fleets.tasks import render_device
+
+    device(api, "solo", {}, spec={"config": [git_provider(repository="missing")]})
+    render_device({"org_id": org(), "name": "solo"})
+    condition = spec_valid("solo")
+    assert condition["status"] == "False"
+    assert 'config provider "cfg": ' in condition["message"]
+    assert 'Repository "missing" not found' in condition["message"]
+
+
+def queued_tasks() -> list[tuple[str, dict]]:
+    from django_q.models import OrmQ
+
+    return [(q.task["args"][0], q.task["args"][1]) for q in OrmQ.objects.order_by("id")]
+
+
+def fleet_events(api, name: str) -> list[str]:
+    body = api.get("/api/v1/events", {"fieldSelector": f"involvedObject.kind=Fleet,"
+                                                       f"involvedObject.name={name}",
+                                      "order": "asc"}).json()
+    return [e["reason"] for e in body["items"]]
+
+
+def test_a_fleet_naming_a_missing_repository_is_invalid_until_it_exists(
+        api, make_repo, git_daemon):
+    """service.md §1.3: no TemplateVersion while a gitRef/httpRef names no Repository of its
+    type; creating the Repository validates the fleet again, which then rolls out."""
+    from django_q.models import OrmQ
+
+    from fleets.tasks import validate_fleet
+
+    repo = make_repo()
+    repo.commit({"device/etc/motd": "hello\n"})
+    put(api, "repositories", "web", {"spec": {"type": "http", "url": "http://127.0.0.1:1"}})
+    device(api, "dev-0", {"fleet": "f"})
+    fleet(api, "f", [git_provider(repository="missing"),
+                     {"name": "site", "httpRef": {"repository": "web", "filePath": "/etc/x"}},
+                     {"name": "other", "httpRef": {"repository": "cfg2", "filePath": "/etc/y"}}],
+          {"fleet": "f"})
+    body = api.get("/api/v1/fleets/f").json()
+    valid = next(c for c in body["status"]["conditions"] if c["type"] == "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", "Invalid")
+    assert valid["message"] == (
+        "2 invalid configuration(s): cfg, other. First error: failed fetching specified "
+        'Repository definition missing: Repository of name "missing" not found')
+    assert template_versions(api, "f") == []
+    assert fleet_events(api, "f").count("FleetInvalid") == 1
+
+    # Of the wrong type is no better.
+    put(api, "repositories", "missing", {"spec": {"type": "http", "url": "http://127.0.0.1:1"}})
+    put(api, "repositories", "cfg2", {"spec": {"type": "http", "url": "http://127.0.0.1:1"}})
+    validate_fleet({"org_id": org(), "name": "f"})
+    valid = next(c for c in api.get("/api/v1/fleets/f").json()["status"]["conditions"]
+                 if c["type"] == "Valid")
+    assert valid["message"] == (
+        '1 invalid configuration(s): cfg. First error: Repository "missing" is of type "http", '
+        "but gitRef needs a git repository")
+    assert fleet_events(api, "f").count("FleetInvalid") == 1  # still invalid: no new event
+
+    OrmQ.objects.all().delete()
+    put(api, "repositories", "missing", {"spec": {"type": "git", "url": git_daemon + repo.name}})
+    assert ("fleet-validate", {"org_id": org(), "name": "f", "kind": "Fleet"}) in queued_tasks()
+    assert "ReferencedRepositoryUpdated" in fleet_events(api, "f")
+    validate_fleet({"org_id": org(), "name": "f"})  # the task the Repository's write queued
+    assert template_versions(api, "f") == ["v1"]
+    valid = next(c for c in api.get("/api/v1/fleets/f").json()["status"]["conditions"]
+                 if c["type"] == "Valid")
+    assert (valid["status"], valid["reason"]) == ("True", "Valid")
+    assert fleet_events(api, "f")[-1] != "FleetInvalid" and "FleetValid" in fleet_events(api, "f")
+    from devices.models import Device
+
+    annotations = Device.objects.get(name="dev-0").annotations
+    assert annotations["fleet-controller/templateVersion"] == "v1"  # the rollout reached it
 
 
 def test_git_files_under_agent_owned_paths_are_refused(api, make_repo, git_daemon):
