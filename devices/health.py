@@ -38,7 +38,8 @@ import json
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, JSONField, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Substr
 from django.utils import timezone
@@ -338,6 +339,8 @@ def _summary_events(before: dict, after: dict) -> list[Transition]:
     old, new = _member_status(before, "summary"), _member_status(after, "summary")
     if old == new:
         return []
+    if old == Summary.CONFLICT_PAUSED:
+        return [("DeviceConflictResolved", _NORMAL, "Device conflict was resolved.")]
     if new == Summary.UNKNOWN:
         return [("DeviceDisconnected", _WARN, _info(after, "summary", "Device is disconnected."))]
     if new == Summary.REBOOTING:
@@ -538,6 +541,22 @@ def refresh_devices(queryset, *, now=None, actor: str = WORKER_ACTOR,
         if len(page) < PAGE_SIZE:
             break
     return changed
+
+
+def resume_devices(queryset, *, actor: str) -> int:
+    """Lift the conflict pause of the paused devices in ``queryset`` (rows locked): one UPDATE
+    drops the annotation, then their service members are recomputed (``DeviceConflictResolved``
+    recorded). Returns how many devices were paused."""
+    ids = list(queryset.filter(annotations__contains={CONFLICT_PAUSED: "true"})
+               .select_for_update(of=("self",)).order_by("id").values_list("id", flat=True))
+    if not ids:
+        return 0
+    Device.objects.filter(pk__in=ids).update(
+        # jsonb '-' removes the key and leaves every other annotation as it is.
+        annotations=RawSQL("annotations - %s", (CONFLICT_PAUSED,), output_field=JSONField()),
+        resource_version=F("resource_version") + 1, updated_at=timezone.now())
+    refresh_devices(Device.objects.filter(pk__in=ids), actor=actor, component="flightctl-api")
+    return len(ids)
 
 
 def _write_members(updates: list[tuple[int, dict]], now) -> None:

@@ -67,3 +67,24 @@ class Device(Resource):
                          name="device_owner_pending"),
         ]
         constraints = Resource.resource_constraints("device")
+
+
+class DeviceLabel(models.Model):
+    """One label of one device, a row of a database view over ``Device.labels``.
+
+    ``GET /labels`` lists the distinct ``key=value`` pairs of the devices a selector picks.
+    The view (devices migration 0006: ``jsonb_each_text`` over the labels column) turns each
+    label into a row, so the distinct pairs, their ordering and the field selectors on key and
+    value are plain SQL over it instead of Python over every device. Read-only.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.DO_NOTHING, related_name="+")
+    org_id = models.UUIDField()
+    device_name = models.CharField(max_length=253)
+    device_labels = models.JSONField()
+    key = models.TextField()
+    value = models.TextField()
+
+    class Meta:
+        managed = False
+        db_table = "devices_devicelabel"

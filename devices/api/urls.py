@@ -6,6 +6,7 @@ from flightctl.api.routing import resource_urls
 
 urlpatterns = resource_urls("devices", DeviceViewSet, extra=[
     ("lastseen", {"get": "lastseen"}),
+    ("rendered", {"get": "rendered"}),
     ("decommission", {"put": "decommission"}),
 ]) + [
     # One route per action (not a path parameter) so an unknown action is a plain 404.
@@ -13,4 +14,8 @@ urlpatterns = resource_urls("devices", DeviceViewSet, extra=[
          DeviceViewSet.as_view({"post": "application_action"}), {"action": action},
          name=f"devices-application-{action}")
     for action in DEVICE_ACTIONS
+] + [
+    path("api/v1/deviceactions/resume", DeviceViewSet.as_view({"post": "resume"}),
+         name="deviceactions-resume"),
+    path("api/v1/labels", DeviceViewSet.as_view({"get": "labels"}), name="labels"),
 ]

@@ -194,21 +194,28 @@ class ResourceViewSet(viewsets.ViewSet):
     # -- list -----------------------------------------------------------------------------
 
     def filtered_queryset(self, request):
-        queryset = self.get_queryset()
         params = request.query_params
+        queryset = self.selected(self.get_queryset(), params.get("labelSelector"),
+                                 params.get("fieldSelector"))
+        return self.filter_list(queryset, request)
+
+    def selected(self, queryset, label_selector, field_selector, *, fields=None,
+                 label_column: str = "labels"):
+        """``queryset`` narrowed by a label and a field selector; ``fields`` (this kind's by
+        default) whitelists the field names, ``label_column`` holds the labels. A bad selector
+        is a 400."""
         try:
-            label_selector = params.get("labelSelector")
             if label_selector:
                 if not self.supports_labels:
                     raise bad_request(f"labelSelector is not supported for {self.kind}")
-                queryset = queryset.filter(label_selector_q(label_selector))
-            field_selector = params.get("fieldSelector")
+                queryset = queryset.filter(label_selector_q(label_selector, label_column))
             if field_selector:
-                fields = {**self.common_fields, **self.selectable_fields}
+                if fields is None:
+                    fields = {**self.common_fields, **self.selectable_fields}
                 queryset = queryset.filter(field_selector_q(field_selector, fields))
         except SelectorError as exc:
             raise bad_request(str(exc))
-        return self.filter_list(queryset, request)
+        return queryset
 
     def keyset_filter(self, values: list[str]) -> Q:
         """Rows at or after the continue token's key in the list order."""

@@ -36,6 +36,7 @@ __all__ = [
     "Field",
     "Requirement",
     "SelectorError",
+    "any_of",
     "field_selector_q",
     "label_selector_q",
     "match_labels",
@@ -425,6 +426,18 @@ def _field_q(lookup: str, field_type: str, op: str, values: list[Any]) -> Q:
     suffix = {"=": "", "!=": "", "in": "in", "notin": "in"}.get(op, "contains")
     positive = q(suffix, values if op in _SET_OPERATORS else values[0])
     return positive if op in ("=", "in", "contains") else negated(positive)
+
+
+def any_of(*lookups: str) -> Callable[[str, list[str]], Q]:
+    """A string field that matches when any of several columns does (``metadata.nameOrAlias``,
+    a label's ``keyOrValue``): positive operators OR the columns, negated ones AND them."""
+
+    def q(op: str, values: list[str]) -> Q:
+        parts = [_field_q(lookup, "string", op, values) for lookup in lookups]
+        combine = operator.or_ if op in ("exists", "=", "in", "contains") else operator.and_
+        return functools.reduce(combine, parts)
+
+    return q
 
 
 def field_selector_q(text: str, fields: Mapping[str, Field]) -> Q:

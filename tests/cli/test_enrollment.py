@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import yaml
 from cryptography import x509
@@ -120,3 +121,23 @@ def test_decommission_a_device(server, cli):
     again = cli("decommission", "dev/cli-decom")
     assert again.code != 0 and len(again.err.strip().splitlines()) == 1
     cli.ok("delete", "device/cli-decom")
+
+
+def test_get_rendered_and_resume_reach_their_endpoints(server, cli):
+    """``get device/X --rendered`` shows what the agent receives (once the server's workers
+    rendered it); ``resume`` by name or ``--all`` is accepted (nothing is paused here: the
+    pause itself is tested in tests/test_device_extras.py)."""
+    server.api("PUT", "devices/cli-rendered", json={
+        "apiVersion": "flightctl.io/v1beta1", "kind": "Device",
+        "metadata": {"name": "cli-rendered"},
+        "spec": {"config": [{"name": "motd", "inline": [{"path": "/etc/motd",
+                                                          "content": "hi"}]}]}})
+    deadline = time.monotonic() + 60
+    while server.api("GET", "devices/cli-rendered/rendered").status_code != 200:
+        assert time.monotonic() < deadline, "the device was never rendered"
+        time.sleep(0.5)
+    rendered = yaml.safe_load(cli.ok("get", "device/cli-rendered", "--rendered"))
+    assert rendered["spec"]["config"][0]["inline"][0]["path"] == "/etc/motd"
+    assert cli.ok("resume", "device/cli-rendered").strip() == "Resumed 0 device(s)"
+    assert cli.ok("resume", "devices", "--all").strip() == "Resumed 0 device(s)"
+    cli.ok("delete", "device/cli-rendered")

@@ -116,7 +116,8 @@ def resume(env: Env, resources, label_selector, field_selector, all_):
         raise CliError("name devices or use selectors/--all, not both")
     if not names and not (label_selector or field_selector or all_):
         raise CliError("name a device, or pass -l, --field-selector or --all")
-    body: dict = {}
+    # The API wants at least one selector; an empty label selector selects every device.
+    body: dict = {"labelSelector": ""} if all_ else {}
     if names:
         body["fieldSelector"] = f"metadata.name in ({','.join(names)})"
     if label_selector:
