@@ -545,17 +545,25 @@ def refresh_devices(queryset, *, now=None, actor: str = WORKER_ACTOR,
 
 def resume_devices(queryset, *, actor: str) -> int:
     """Lift the conflict pause of the paused devices in ``queryset`` (rows locked): one UPDATE
-    drops the annotation, then their service members are recomputed (``DeviceConflictResolved``
-    recorded). Returns how many devices were paused."""
-    ids = list(queryset.filter(annotations__contains={CONFLICT_PAUSED: "true"})
-               .select_for_update(of=("self",)).order_by("id").values_list("id", flat=True))
-    if not ids:
+    drops the annotation, their service members are recomputed (``DeviceConflictResolved``
+    recorded) and they are rendered again. Returns how many devices were paused."""
+    from devices.services import request_renders
+
+    rows = list(queryset.filter(annotations__contains={CONFLICT_PAUSED: "true"})
+                .select_for_update(of=("self",)).order_by("id").values_list("id", "org_id"))
+    if not rows:
         return 0
+    ids = [pk for pk, _ in rows]
     Device.objects.filter(pk__in=ids).update(
         # jsonb '-' removes the key and leaves every other annotation as it is.
         annotations=RawSQL("annotations - %s", (CONFLICT_PAUSED,), output_field=JSONField()),
         resource_version=F("resource_version") + 1, updated_at=timezone.now())
     refresh_devices(Device.objects.filter(pk__in=ids), actor=actor, component="flightctl-api")
+    by_org: dict = {}
+    for pk, org_id in rows:
+        by_org.setdefault(org_id, []).append(pk)
+    for org_id, pks in by_org.items():
+        request_renders(org_id, pks)  # what was held back while the device was paused
     return len(ids)
 
 

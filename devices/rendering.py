@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
+from devices.health import AWAITING_RECONNECT, CONFLICT_PAUSED
 from devices.models import Device
 from devices.services import RENDER_CHANNEL
 
@@ -110,6 +111,13 @@ def _with_condition(conditions: list, condition: dict) -> list:
     return kept + [condition]
 
 
+def held_back(annotations: dict) -> bool:
+    """A device awaiting its reconnection after a database restore, or paused on a version
+    conflict, is not rendered until that is resolved (devices.restore)."""
+    return any(str(annotations.get(key, "")).lower() == "true"
+               for key in (AWAITING_RECONNECT, CONFLICT_PAUSED))
+
+
 def render_devices(devices: list[Device], *, force: bool = False) -> int:
     """Render ``devices`` (rows already loaded); write the changed ones in one statement.
 
@@ -120,6 +128,8 @@ def render_devices(devices: list[Device], *, force: bool = False) -> int:
     now = timezone.now()
     for device in devices:
         annotations = dict(device.annotations or {})
+        if held_back(annotations):
+            continue
         try:
             spec = render_spec(device)
             error = ""

@@ -21,6 +21,7 @@ from flightctl.compiled import CompiledLookup
 #: PostgreSQL NOTIFY channel on which renders are announced; payload "<org_id>/<name>/<version>".
 RENDER_CHANNEL = "flightctl_rendered"
 RENDERED_VERSION_ANNOTATION = "device-controller/renderedVersion"
+RENDER_BATCH = 1000  # devices per device-render-batch task
 
 
 def rendered_device_body(device: Device) -> dict:
@@ -257,6 +258,16 @@ def request_render(device: Device) -> None:
 
     enqueue("device-render", {"org_id": str(device.org_id), "name": device.name,
                               "kind": "Device"})
+
+
+def request_renders(org_id, ids: list[int]) -> None:
+    """Ask for many devices of one organization to be rendered again: one task per
+    :data:`RENDER_BATCH` devices rather than one per device."""
+    from flightctl.tasks import enqueue
+
+    for start in range(0, len(ids), RENDER_BATCH):
+        enqueue("device-render-batch", {"org_id": str(org_id),
+                                        "ids": ids[start:start + RENDER_BATCH]})
 
 
 def request_fleet_render(fleet) -> None:

@@ -169,6 +169,16 @@ def render_device(payload: dict) -> None:
         render_devices([device])
 
 
+@handler("device-render-batch")
+def render_device_batch(payload: dict) -> None:
+    """Render the listed devices of one organization (devices.rendering.request_renders)."""
+    with transaction.atomic():
+        devices = list(Device.objects.filter(org_id=payload["org_id"], pk__in=payload["ids"])
+                       .select_for_update().order_by("pk"))
+        _attach_fleet_annotations(payload["org_id"], devices)
+        render_devices(devices)
+
+
 @handler("fleet-render")
 def render_fleet(payload: dict) -> None:
     """Re-render every member (e.g. a fleet-wide application stop/start changed overlays)."""

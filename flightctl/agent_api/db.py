@@ -15,10 +15,14 @@ while checking one out and then timed every caller out, at 1,000 devices; docs/s
 from __future__ import annotations
 
 import asyncio
+import json
 
 import psycopg
 
+from devices.health import AWAITING_RECONNECT
 from flightctl.agent_api.listener import _conninfo
+
+AWAITING_JSON = json.dumps({AWAITING_RECONNECT: "true"})
 
 
 class VersionReader:
@@ -26,7 +30,7 @@ class VersionReader:
         self._conn: psycopg.AsyncConnection | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def rendered_version(self, org_id, name: str) -> int | None:
+    async def rendered_state(self, org_id, name: str) -> tuple[int, bool] | None:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -35,8 +39,8 @@ class VersionReader:
                     self._conn = await psycopg.AsyncConnection.connect(_conninfo(),
                                                                        autocommit=True)
                 cursor = await self._conn.execute(
-                    "SELECT rendered_version FROM devices_device "
-                    "WHERE org_id = %s AND name = %s", (org_id, name))
+                    "SELECT rendered_version, annotations @> %s::jsonb FROM devices_device "
+                    "WHERE org_id = %s AND name = %s", (AWAITING_JSON, org_id, name))
                 row = await cursor.fetchone()
             except BaseException:
                 # Broken, or cancelled mid-query: the connection's state is unknown; drop it.
@@ -44,12 +48,13 @@ class VersionReader:
                 if conn is not None:
                     await asyncio.shield(conn.close())
                 raise
-        return None if row is None else row[0]
+        return None if row is None else (row[0], bool(row[1]))
 
 
 _reader = VersionReader()
 
 
-async def rendered_version(org_id, name: str) -> int | None:
-    """The device's current rendered version, or None if there is no such device."""
-    return await _reader.rendered_version(org_id, name)
+async def rendered_state(org_id, name: str) -> tuple[int, bool] | None:
+    """The device's current rendered version and whether it awaits its reconnection after a
+    database restore (devices.restore), or None if there is no such device."""
+    return await _reader.rendered_state(org_id, name)

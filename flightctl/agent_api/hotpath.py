@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
+from devices.restore import reconnect
 from devices.services import last_seen_buffer, load_rendered_body, touch_last_seen
 from flightctl.agent_api import db as agent_db
 from flightctl.agent_api.listener import listener
@@ -159,6 +160,13 @@ def _version(payload) -> int | None:
         return None
 
 
+async def _rendered_answer(org, name: str) -> Answer:
+    body = await _in_thread(load_rendered_body, org, name)
+    if body is None:
+        return 404, status_body(404, f'Device of name "{name}" not found'), {}
+    return 200, body, {}
+
+
 async def rendered(scope, name: str) -> Answer:
     """200 + rendered Device when the device's version differs from ``knownRenderedVersion``
     (or without it); otherwise wait for a render notification up to
@@ -194,16 +202,22 @@ async def rendered(scope, name: str) -> Answer:
             # The cheap check first (no thread, one indexed lookup); the whole row only when
             # there is something new to send. A notification already says which version was
             # committed: a rollout's thousands of wake-ups skip the check.
-            version = announced or await agent_db.rendered_version(org, name)
-            if version is None:
-                return 404, status_body(404, f'Device of name "{name}" not found'), {}
+            if announced:
+                version = announced
+            else:
+                state = await agent_db.rendered_state(org, name)
+                if state is None:
+                    return 404, status_body(404, f'Device of name "{name}" not found'), {}
+                version, awaiting = state
+                if awaiting and known is not None:
+                    # The first call after a database restore: settle the device (paused if
+                    # it knows more than the database) and answer at once.
+                    await _in_thread(reconnect, org, name, known)
+                    return await _rendered_answer(org, name)
             if version == 0:
                 return 409, status_body(409, "no rendered version for device"), {}
             if known is None or version != known:
-                body = await _in_thread(load_rendered_body, org, name)
-                if body is None:
-                    return 404, status_body(404, f'Device of name "{name}" not found'), {}
-                return 200, body, {}
+                return await _rendered_answer(org, name)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return 204, None, {}

@@ -140,6 +140,20 @@ def create_token(data_dir, username, description):
         click.echo(_issue_token(username, description))
 
 
+@main.command("post-restore")
+@data_dir_option
+def post_restore(data_dir):
+    """Run once after restoring the database from a backup, before serving: every device
+    awaits its reconnection and nothing is rendered for it until it has called in."""
+    config = _load_config(data_dir)
+    with database(config):
+        _django_setup()
+        _migrate()
+        from devices.restore import mark_restored
+
+        click.echo(f"{mark_restored()} device(s) now await their reconnection")
+
+
 @main.command("check-config")
 @data_dir_option
 def check_config(data_dir):
