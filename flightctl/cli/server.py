@@ -140,18 +140,59 @@ def create_token(data_dir, username, description):
         click.echo(_issue_token(username, description))
 
 
+@main.command()
+@data_dir_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Archive to write (mode 0600: it holds private keys).")
+def backup(data_dir, output):
+    """Write the database and the data directory's keys to one archive."""
+    from flightctl import __version__
+    from flightctl.backup import BackupError
+    from flightctl.backup import backup as write_backup
+
+    config = _load_config(data_dir)
+    with database(config) as url:
+        try:
+            manifest = write_backup(url, config.data_dir, Path(output), __version__)
+        except (BackupError, OSError) as exc:
+            _fail(str(exc))
+    click.echo(f"Backup written to {output} ({len(manifest['sha256'])} files)")
+
+
+@main.command()
+@data_dir_option
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+def restore(data_dir, archive):
+    """Restore ARCHIVE (from `backup`) with the server stopped, then run post-restore."""
+    from flightctl.backup import BackupError
+    from flightctl.backup import restore as read_backup
+
+    config = _load_config(data_dir)
+    with database(config) as url:
+        try:
+            manifest = read_backup(url, config.data_dir, Path(archive))
+        except (BackupError, OSError) as exc:
+            _fail(str(exc))
+        click.echo(f"Restored the backup of {manifest['created']}", err=True)
+        _mark_restored()
+
+
 @main.command("post-restore")
 @data_dir_option
 def post_restore(data_dir):
-    """Run once after restoring the database from a backup, before serving: every device
-    awaits its reconnection and nothing is rendered for it until it has called in."""
+    """Run once after restoring the database by other means than `restore`, before serving:
+    every device awaits its reconnection and nothing is rendered for it until it called in."""
     config = _load_config(data_dir)
     with database(config):
-        _django_setup()
-        _migrate()
-        from devices.restore import mark_restored
+        _mark_restored()
 
-        click.echo(f"{mark_restored()} device(s) now await their reconnection")
+
+def _mark_restored() -> None:
+    _django_setup()
+    _migrate()  # a backup from an older release gets this release's schema
+    from devices.restore import mark_restored
+
+    click.echo(f"{mark_restored()} device(s) now await their reconnection")
 
 
 @main.command("check-config")
