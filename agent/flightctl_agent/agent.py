@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from flightctl_agent import certs, enroll, fsutil, hooks, protocol, systeminfo
 from flightctl_agent.apps import AppManager
+from flightctl_agent.audit import AUDIT_LOG, AuditLog
 from flightctl_agent.client import AgentClient, APIError
 from flightctl_agent.config import AgentConfig
 from flightctl_agent.identity import (
@@ -95,7 +96,8 @@ class Agent:
         self.config = config
         paths = config.paths
         self.identity = self._identity()
-        self.store = SpecStore(paths.data_dir)
+        self.store = SpecStore(paths.data_dir, audit=AuditLog(
+            paths(AUDIT_LOG), lambda: self.identity.name, enabled=config.audit_enabled))
         self.podman = Podman()
         self.apps = AppManager(paths, self.podman, config.pull_timeout)
         self.os = OSManager(timeout=config.pull_timeout)

@@ -14,24 +14,46 @@ import time
 from pathlib import Path
 
 from flightctl_agent import fsutil, protocol
+from flightctl_agent.audit import AuditLog
 
 DESIRED_VERSION_ANNOTATION = "agent/desiredVersion"
 DESIRED_HASH_ANNOTATION = "agent/desiredSpecHash"
 
 RETRY_BASE, RETRY_FACTOR, RETRY_MAX = 30.0, 1.5, 300.0
+FLEET_TV_ANNOTATION = "fleet-controller/renderedTemplateVersion"
 
 
 class SpecStore:
     """current/desired/rollback spec files plus the failed set and per-version retry state."""
 
-    def __init__(self, data_dir: Path, retry_base: float = RETRY_BASE):
+    def __init__(self, data_dir: Path, retry_base: float = RETRY_BASE,
+                 audit: AuditLog | None = None):
         self.dir = data_dir
         self.retry_base = retry_base
+        self.audit = audit or AuditLog(data_dir / "audit.log", enabled=False)
         self.failed_file = data_dir / "failed-versions.json"
         self._tries: dict[int, tuple[int, float]] = {}
 
     def _file(self, kind: str) -> Path:
         return self.dir / f"{kind}.json"
+
+    def _write(self, kind: str, document: dict, reason: str, *, old=None) -> None:
+        """Write one spec file (atomically) and audit it, success or failure."""
+        if old is None:
+            try:
+                old = self.read(kind).version
+            except (OSError, ValueError):
+                old = ""
+        annotations = (document.get("metadata") or {}).get("annotations") or {}
+        new = annotations.get(protocol.RENDERED_VERSION_ANNOTATION, "")
+        try:
+            fsutil.write_json(self._file(kind), document)
+        except OSError:
+            self.audit.record(kind, old, new, reason, ok=False,
+                              fleet_template_version=annotations.get(FLEET_TV_ANNOTATION, ""))
+            raise
+        self.audit.record(kind, old, new, reason,
+                          fleet_template_version=annotations.get(FLEET_TV_ANNOTATION, ""))
 
     def ensure(self) -> bool:
         """Create the three files at version 0; if only some exist, reset all (recovery)."""
@@ -43,8 +65,9 @@ class SpecStore:
                 return False
             except (ValueError, OSError):
                 pass
+        reason = "recovery" if any(present) else "bootstrap"
         for k in ("current", "desired", "rollback"):
-            fsutil.write_json(self._file(k), protocol.spec_document(0))
+            self._write(k, protocol.spec_document(0), reason, old="")
         return True
 
     def read(self, kind: str) -> protocol.RenderedSpec:
@@ -62,28 +85,28 @@ class SpecStore:
         return self.current.version != self.desired.version
 
     def set_desired(self, rendered: protocol.RenderedSpec) -> None:
-        fsutil.write_json(self._file("desired"), rendered.document)
+        self._write("desired", rendered.document, "sync")
 
     def upgrade(self) -> None:
         """Commit: desired becomes current; rollback is cleared."""
         desired = fsutil.read_json(self._file("desired"))
-        fsutil.write_json(self._file("current"), desired)
-        fsutil.write_json(self._file("rollback"), {"metadata": {"annotations": {
-            protocol.RENDERED_VERSION_ANNOTATION: ""}}, "spec": {}})
+        self._write("current", desired, "upgrade")
+        self._write("rollback", {"metadata": {"annotations": {
+            protocol.RENDERED_VERSION_ANNOTATION: ""}}, "spec": {}}, "upgrade")
         self._tries.pop(protocol.parse_rendered(desired).version, None)
 
     def rollback(self) -> None:
         """Give up on desired: it becomes a copy of current again."""
-        fsutil.write_json(self._file("desired"), fsutil.read_json(self._file("current")))
+        self._write("desired", fsutil.read_json(self._file("current")), "rollback")
 
     def create_rollback(self, booted_image: str) -> None:
         """Before an OS reboot: remember the image to return to and the version being tried."""
         current, desired = self.current, self.desired
         image = (current.spec.get("os") or {}).get("image") or booted_image
-        fsutil.write_json(self._file("rollback"), protocol.spec_document(
+        self._write("rollback", protocol.spec_document(
             current.version, {"os": {"image": image}},
             {DESIRED_VERSION_ANNOTATION: str(desired.version),
-             DESIRED_HASH_ANNOTATION: desired.spec_hash}))
+             DESIRED_HASH_ANNOTATION: desired.spec_hash}), "upgrade")
 
     def rollback_spec(self) -> dict:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 
@@ -54,3 +55,14 @@ def test_a_device_enrolls_with_a_file_key_and_applies_inline_files(make_agent, s
     assert agent.path("/etc/motd").read_text() == "changed"
     assert not secret.exists()
     assert not agent.path("/etc/app/run.sh").exists()
+
+    # Every spec-file write is in the audit log (0600): bootstrap, then each update.
+    audit = agent.path("/var/log/flightctl/audit.log")
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["type"], e["reason"], e["old_version"], e["new_version"]) for e in entries[:3]] \
+        == [(kind, "bootstrap", "", "0") for kind in ("current", "desired", "rollback")]
+    assert {"type": "desired", "reason": "sync", "new_version": str(version),
+            "result": "success", "device": name}.items() <= entries[-3].items()
+    assert (entries[-2]["type"], entries[-2]["reason"], entries[-2]["new_version"]) == (
+        "current", "upgrade", str(version))
