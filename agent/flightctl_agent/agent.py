@@ -31,6 +31,7 @@ from flightctl_agent.identity import (
 )
 from flightctl_agent.osimage import OSManager
 from flightctl_agent.podman import Podman
+from flightctl_agent.prune import Pruner
 from flightctl_agent.reconcile import Rebooting, Reconciler
 from flightctl_agent.resources import ResourceManager
 from flightctl_agent.spec import SpecStore
@@ -100,6 +101,8 @@ class Agent:
             paths(AUDIT_LOG), lambda: self.identity.name, enabled=config.audit_enabled))
         self.podman = Podman()
         self.apps = AppManager(paths, self.podman, config.pull_timeout)
+        self.pruner = Pruner(paths.data_dir, self.podman, self.apps,
+                             config.image_pruning_enabled)
         self.os = OSManager(timeout=config.pull_timeout)
         self.resources = ResourceManager()
         self.status = StatusManager(self)

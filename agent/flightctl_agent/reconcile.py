@@ -51,6 +51,7 @@ class Reconciler:
         phase = PREPARING
         try:
             diff = self._prepare(current, desired)
+            self.agent.pruner.before_update(current.spec, desired.spec)
             phase = APPLYING
             self._apply(current, desired)
             phase = REBOOTING
@@ -71,6 +72,7 @@ class Reconciler:
         self.status.updating("Updated", f"Updated to desired renderedVersion: {version}",
                              status=False)
         log.info("Updated to desired renderedVersion: %s", version)
+        self.agent.pruner.after_update()
 
     # --- phases -----------------------------------------------------------------------------
     def _prepare(self, current, desired) -> files.FileDiff:
