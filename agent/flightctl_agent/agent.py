@@ -18,7 +18,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from flightctl_agent import certs, enroll, fsutil, hooks, protocol, systeminfo
+from flightctl_agent import certs, enroll, fsutil, hooks, metrics, protocol, systeminfo
 from flightctl_agent.apps import AppManager
 from flightctl_agent.audit import AUDIT_LOG, AuditLog
 from flightctl_agent.client import AgentClient, APIError
@@ -166,6 +166,7 @@ class Agent:
         self.reboot()
 
     def build_management_client(self) -> None:
+        metrics.certificate_loaded(self.identity.certificate())
         old = self.management_client
         self.management_client = AgentClient(
             self.config.management, cert_pem=self.identity.cert_path.read_bytes(),
@@ -209,6 +210,11 @@ class Agent:
     def _run(self) -> int:
         cfg = self.config
         log.info("Device name: %s", self.name)
+        if cfg.metrics_enabled:
+            try:
+                metrics.serve()
+            except (OSError, ValueError) as e:  # metrics are never worth not managing the device
+                log.error("metrics endpoint not started: %s", e)
         cfg.paths.data_dir.mkdir(parents=True, exist_ok=True)
         if self.store.ensure():
             log.info("Spec files initialised at renderedVersion 0")

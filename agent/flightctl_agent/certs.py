@@ -13,7 +13,7 @@ import os
 import time
 from datetime import UTC, datetime
 
-from flightctl_agent import protocol
+from flightctl_agent import metrics, protocol
 from flightctl_agent.client import APIError
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,16 @@ class CertManager:
             return
         if self.pending is None and not self.due(cert, datetime.now(UTC)):
             return
+        started = time.monotonic()
         try:
-            self._renew()
+            result = "success" if self._renew() else "pending"
         except (APIError, ValueError, OSError) as e:
+            result = "failure"
             log.warning("certificate renewal failed, keeping the current certificate: %s", e)
+        metrics.renewal(result, time.monotonic() - started)
 
-    def _renew(self) -> None:
+    def _renew(self) -> bool:
+        """True once the new certificate is in use; False while the CSR is still pending."""
         agent = self.agent
         client = agent.management_client
         if self.pending is None:
@@ -75,8 +79,9 @@ class CertManager:
                 agent.collect_system_info()
                 agent.status.push(force=True)
                 log.info("Management certificate renewed")
-                return
+                return True
             if state in ("denied", "failed"):
                 self.pending = None
                 raise ValueError(f"renewal CSR {state}")
             time.sleep(1)
+        return False

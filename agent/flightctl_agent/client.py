@@ -16,7 +16,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from flightctl_agent import protocol
+from flightctl_agent import metrics, protocol
 from flightctl_agent.config import ServiceConfig
 
 
@@ -119,13 +119,15 @@ class AgentClient:
 
     # enrollment
     def create_enrollment_request(self, body: dict) -> dict:
-        r = self._call("POST", "/enrollmentrequests", body)
+        with metrics.timed("create_enrollmentrequest"):
+            r = self._call("POST", "/enrollmentrequests", body)
         if r.status_code == 409:
             return self.get_enrollment_request(body["metadata"]["name"])
         return self._json(r)
 
     def get_enrollment_request(self, name: str) -> dict:
-        return self._json(self._call("GET", f"/enrollmentrequests/{quote(name)}"))
+        with metrics.timed("get_enrollmentrequest"):
+            return self._json(self._call("GET", f"/enrollmentrequests/{quote(name)}"))
 
     def get_tpm_challenge(self, name: str) -> dict:
         """A credential challenge for the request's TPM (docs/identity.md)."""
@@ -142,16 +144,20 @@ class AgentClient:
                      timeout: float = 240) -> dict | None:
         """The rendered device, or None when the service has nothing newer (204/409)."""
         params = {"knownRenderedVersion": known_version} if known_version is not None else {}
-        r = self._call("GET", f"/devices/{quote(name)}/rendered", timeout=timeout, **params)
+        with metrics.timed("get_rendered_device_spec"):
+            r = self._call("GET", f"/devices/{quote(name)}/rendered", timeout=timeout, **params)
         if r.status_code in (204, 409):
             return None
         return self._json(r)
 
     def put_status(self, name: str, document: dict) -> dict:
-        return self._json(self._call("PUT", f"/devices/{quote(name)}/status", document))
+        with metrics.timed("update_device_status"):
+            return self._json(self._call("PUT", f"/devices/{quote(name)}/status", document))
 
     def create_csr(self, body: dict) -> dict:
-        return self._json(self._call("POST", "/certificatesigningrequests", body))
+        with metrics.timed("create_certificate_signing_request"):
+            return self._json(self._call("POST", "/certificatesigningrequests", body))
 
     def get_csr(self, name: str) -> dict:
-        return self._json(self._call("GET", f"/certificatesigningrequests/{quote(name)}"))
+        with metrics.timed("get_certificate_signing_request"):
+            return self._json(self._call("GET", f"/certificatesigningrequests/{quote(name)}"))

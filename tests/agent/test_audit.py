@@ -82,3 +82,4 @@ def test_nothing_is_written_when_disabled(tmp_path):
     store.ensure()
     store.set_desired(rendered(1))
     assert not (tmp_path / "log").exists()
+
