@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
+import requests
 import yaml
 from flightctl_agent.podman import AGENT_LABEL, instance_label
 
 from tests.agent.harness import podman_containers
-from tests.net import wait_for
+from tests.net import free_port, wait_for
 
 
 def test_an_agent_killed_in_the_middle_of_an_update_converges_after_restart(
@@ -80,10 +82,13 @@ def agent_names(agent) -> list[str]:
 
 
 def test_certificate_renewal_swaps_the_certificate_without_downtime(make_agent, render):
+    port = free_port()
     env = {"FLIGHTCTL_TEST_CERT_MANAGER_SYNC_INTERVAL": "3",
            # Always inside the renewal window: every check renews.
-           "FLIGHTCTL_TEST_MGMT_CERT_RENEW_BEFORE_SECONDS": str(400 * 86400)}
+           "FLIGHTCTL_TEST_MGMT_CERT_RENEW_BEFORE_SECONDS": str(400 * 86400),
+           "FLIGHTCTL_METRICS_ADDRESS": f"127.0.0.1:{port}"}
     agent = make_agent(env=env, extra_config={
+        "metrics-enabled": True,
         "system-info": ["hostname", "managementCertSerial", "managementCertNotAfter"]})
     name = agent.enroll()
     first = wait_for(lambda: agent.status()["systemInfo"].get("managementCertSerial"), 30,
@@ -95,6 +100,10 @@ def test_certificate_renewal_swaps_the_certificate_without_downtime(make_agent, 
         return len(seen) >= 3
     wait_for(rotated_twice, 60, what="two certificate renewals")
     assert agent.log().count("Management certificate renewed") >= 2
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    renewed = re.search(r'^flightctl_device_mgmt_cert_renewal_attempts_total\{result="success"\} '
+                        r"(\S+)$", text, re.MULTILINE)
+    assert renewed and float(renewed.group(1)) >= 2, text
     # The renewed certificate is the one in use: the device still receives and applies specs.
     version = render(name, {"config": [{"name": "rendered", "inline": [
         {"path": "/etc/renewed", "content": "yes"}]}]})
