@@ -7,3 +7,8 @@ class FlightctlConfig(AppConfig):
     name = "flightctl"
     verbose_name = "Flight Control"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from flightctl import metrics
+
+        metrics.register()
