@@ -107,6 +107,10 @@ class Config:
     encryption_key_file: str = ""
     # Host keys git-over-SSH repositories are checked against. Default: <data dir>/ssh/known_hosts.
     ssh_known_hosts_file: str = ""
+    # Alerts (docs/configuration.md, "Monitoring"): device problems recorded as events are
+    # sent to this Alertmanager (empty: no alerts) every alert_polling_interval.
+    alertmanager_url: str = ""
+    alert_polling_interval: str = "1m"
     # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
     resource_sync_ignore: list[str] = field(
         default_factory=lambda: ["/metadata/resourceVersion"])
@@ -172,7 +176,7 @@ def _validate(config: Config, problems: list[str]) -> None:
     for name in ("device_disconnected_timeout", "event_retention", "task_timeout",
                  "rollout_interval", "connectivity_interval", "event_cleanup_interval",
                  "repository_check_interval", "resource_sync_interval",
-                 "dependency_sync_interval"):
+                 "dependency_sync_interval", "alert_polling_interval"):
         try:
             parse_duration(getattr(config, name))
         except ValueError as exc:
@@ -198,7 +202,7 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.database_url and not re.match(r"^postgres(ql)?://", config.database_url):
         problems.append("database_url: must be a postgres:// or postgresql:// URL (PostgreSQL is "
                         "the only supported database)")
-    for name in ("base_url", "agent_endpoint"):
+    for name in ("base_url", "agent_endpoint", "alertmanager_url"):
         value = getattr(config, name)
         if value and not re.match(r"^https?://[^/\s]+", value):
             problems.append(f"{name}: must be an http(s) URL, not {value!r}")

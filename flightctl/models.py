@@ -164,3 +164,21 @@ class PeriodicJob(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Checkpoint(models.Model):
+    """Where a periodic consumer of the database left off, and the state it carries between
+    runs (e.g. the alert exporter's active alerts and the time of the last event it read).
+    One row per (consumer, key); written in the transaction of the work it records."""
+
+    consumer = models.CharField(max_length=64)
+    key = models.CharField(max_length=128)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["consumer", "key"],
+                                               name="checkpoint_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}/{self.key}"

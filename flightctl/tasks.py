@@ -33,7 +33,7 @@ MAX_DELAY = 300.0
 _HANDLERS: dict[str, Callable] = {}
 _PERIODIC: dict[str, PeriodicSpec] = {}
 #: modules that register handlers; imported before a task runs
-HANDLER_MODULES = ("fleets.tasks", "devices.tasks", "repos.tasks")
+HANDLER_MODULES = ("fleets.tasks", "devices.tasks", "repos.tasks", "flightctl.alerts")
 
 
 @dataclass(frozen=True)

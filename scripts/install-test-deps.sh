@@ -10,7 +10,8 @@ set -euo pipefail
 # SSH on loopback and protect the loopback docker-registry with an htpasswd (bcrypt) file.
 # podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
 # from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm)
+# prometheus-alertmanager: the alert exporter's tests post to a real Alertmanager on loopback.
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 
