@@ -11,7 +11,10 @@ reference's inventory gauges, counted in PostgreSQL when Prometheus scrapes (at 
   (``Valid``, ``Invalid``, or ``Unknown`` before the first validation);
 * ``flightctl_repositories_total{organization_id}``;
 * ``flightctl_resourcesyncs{organization_id, status}``: by their ``Synced`` condition
-  (``Synced``, ``NotSynced``, ``Unknown``).
+  (``Synced``, ``NotSynced``, ``Unknown``);
+* ``flightctl_worker_queue_depth{queue}``, ``flightctl_worker_failed_tasks`` and
+  ``flightctl_periodic_job_last_run_timestamp_seconds{job}``: the task queue's backlog, its
+  kept failures and whether each periodic job still runs.
 
 The device families are one ``GROUP BY`` each over generated, indexed columns; a failing query
 is logged and leaves the scrape without those families rather than failing it.
@@ -85,6 +88,26 @@ def _condition_families() -> list[GaugeMetricFamily]:
     return families
 
 
+def _worker_families() -> list[GaugeMetricFamily]:
+    from django_q.models import Failure, OrmQ
+
+    from flightctl.models import PeriodicJob
+
+    depth = GaugeMetricFamily("flightctl_worker_queue_depth",
+                              "Tasks in the queue (waiting, delayed or being worked on).",
+                              labels=["queue"])
+    for key, count in OrmQ.objects.values_list("key").annotate(n=Count("id")).order_by():
+        depth.add_metric([key], count)
+    failed = GaugeMetricFamily("flightctl_worker_failed_tasks",
+                               "Tasks that failed for good and are kept for inspection.")
+    failed.add_metric([], Failure.objects.count())
+    last_run = GaugeMetricFamily("flightctl_periodic_job_last_run_timestamp_seconds",
+                                 "When each periodic job last ran (Unix time).", labels=["job"])
+    for name, when in PeriodicJob.objects.exclude(last_run=None).values_list("name", "last_run"):
+        last_run.add_metric([name], when.timestamp())
+    return [depth, failed, last_run]
+
+
 class InventoryCollector:
     """A prometheus_client collector whose families are recounted at most every ``ttl``."""
 
@@ -101,7 +124,7 @@ class InventoryCollector:
         with self._lock:
             if time.monotonic() - self._counted_at >= self.ttl:
                 families = []
-                for count in (_device_families, _condition_families):
+                for count in (_device_families, _condition_families, _worker_families):
                     try:
                         families += count()
                     except Exception:  # a scrape must not fail because one query did

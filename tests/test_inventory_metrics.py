@@ -25,7 +25,8 @@ def samples(client) -> dict[str, float]:
     text = client.get("/metrics").content.decode()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if re.match(r"flightctl_(devices|fleets|repositories|resourcesyncs)", line)}
+            if re.match(r"flightctl_(devices|fleets|repositories|resourcesyncs|worker|periodic)",
+                        line)}
 
 
 def status(summary: str, updated: str = "UpToDate") -> dict:
@@ -85,3 +86,20 @@ def test_counts_are_cached_between_scrapes(anon):
     with CaptureQueriesContext(connection) as captured:
         samples(anon)
     assert not [q for q in captured if "devices_device" in q["sql"]]
+
+
+def test_the_task_queue_and_periodic_jobs_are_visible(anon, fresh):
+    from django.utils import timezone
+
+    from flightctl.models import PeriodicJob
+    from flightctl.tasks import enqueue
+
+    enqueue("device-render", {"org_id": ORG, "name": "nobody"})
+    enqueue("device-render", {"org_id": ORG, "name": "nobody-else"})
+    ran = timezone.now()
+    PeriodicJob.objects.create(name="rollout-progress", next_due=ran, last_run=ran)
+    got = samples(anon)
+    assert got['flightctl_worker_queue_depth{queue="flightctl"}'] == 2
+    assert got["flightctl_worker_failed_tasks"] == 0
+    assert got['flightctl_periodic_job_last_run_timestamp_seconds{job="rollout-progress"}'] == (
+        pytest.approx(ran.timestamp()))
