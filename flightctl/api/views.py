@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flightctl import __version__
+from flightctl.api import rbac
 from flightctl.api.errors import API_VERSION, status_body
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
@@ -67,13 +68,10 @@ class UserInfoView(APIView):
 
 
 class PermissionsView(APIView):
-    """Local users are administrators: every verb on every resource."""
+    """What the caller's role allows (flightctl/api/rbac.py)."""
 
     def get(self, request):
-        return Response({"permissions": [
-            {"resource": "*", "operations": ["get", "list", "create", "update", "patch",
-                                             "delete"]}
-        ]})
+        return Response({"permissions": rbac.permissions(rbac.role_of(request.user))})
 
 
 def _organization(org: Organization) -> dict:

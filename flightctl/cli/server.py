@@ -91,14 +91,22 @@ def _migrate(verbosity: int = 0) -> None:
         _fail(f"database migration failed: {str(exc).splitlines()[0]}")
 
 
-def _issue_token(username: str, description: str) -> str:
+def _issue_token(username: str, description: str, role: str = "admin") -> str:
+    """A new token for ``username``, created with ``role`` if new; an existing user's role is
+    set to ``role`` (admin: a superuser; others: the one ``flightctl-<role>`` group)."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
 
+    from flightctl.api.rbac import ROLES
     from flightctl.models import ApiToken
 
-    user, created = get_user_model().objects.get_or_create(
-        username=username, defaults={"is_staff": True, "is_superuser": True}
-    )
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    admin = role == "admin"
+    user.is_staff = user.is_superuser = admin
+    user.save(update_fields=["is_staff", "is_superuser"])
+    user.groups.remove(*Group.objects.filter(name__in=[f"flightctl-{r}" for r in ROLES]))
+    if not admin:
+        user.groups.add(Group.objects.get_or_create(name=f"flightctl-{role}")[0])
     return ApiToken.issue(user, description=description)
 
 
@@ -131,13 +139,16 @@ def migrate(data_dir):
 @click.option("--username", required=True, help="User to issue the token for (created as an "
               "administrator if it does not exist).")
 @click.option("--description", default="created by flightctl-server create-token")
-def create_token(data_dir, username, description):
+@click.option("--role", type=click.Choice(["admin", "org-admin", "operator", "viewer",
+                                           "installer"]), default="admin", show_default=True,
+              help="The user's role (docs/api.md, Roles); sets it for an existing user too.")
+def create_token(data_dir, username, description, role):
     """Print a new bearer token for USERNAME."""
     config = _load_config(data_dir)
     with database(config):
         _django_setup()
         _migrate()
-        click.echo(_issue_token(username, description))
+        click.echo(_issue_token(username, description, role))
 
 
 @main.command()
