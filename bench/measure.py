@@ -69,7 +69,10 @@ def list_latency(session, base: str, db_url: str, rows: int) -> dict:
     two_labels = _timed(session, url, selector, 21)
     returned = len(session.get(url, params=selector, timeout=60).json().get("items") or [])
     summary = _timed(session, url, {"summaryOnly": "true"}, 7)
+    labels = _timed(session, f"{base}/api/v1/labels", {"kind": "Device", "limit": "1000"}, 7)
     return {"rows": rows, "rows_added": added, "fill_seconds": round(time.monotonic() - started),
+            "distinct_labels": {"p50_ms": round(statistics.median(labels), 1),
+                                "max_ms": round(max(labels), 1)},
             "two_label_selector_limit_100": {"p50_ms": round(statistics.median(two_labels), 1),
                                              "max_ms": round(max(two_labels), 1),
                                              "items": returned},
