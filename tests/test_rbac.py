@@ -66,6 +66,8 @@ def test_an_installer_approves_enrollment_and_sees_no_devices(api):
     installer = client_for("ines", "installer")
     assert installer.get("/api/v1/enrollmentrequests").status_code == 200
     assert installer.get("/api/v1/organizations").status_code == 200
+    assert installer.get("/api/v1/certificatesigningrequests").status_code == 200
+    assert installer.get("/api/v1/enrollmentconfig").status_code != 403
     assert installer.get(DEV).status_code == 403
     # Approval is allowed: the request goes on to the view (there is no such request here).
     assert installer.put("/api/v1/enrollmentrequests/x/approval", {"approved": True},

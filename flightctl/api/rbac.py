@@ -47,7 +47,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("organizations", READ),
         ("certificatesigningrequests", ("get", "list", "create", "update")),
         ("certificatesigningrequests/approval", ("update",)),
-        ("enrollmentconfig", ("get",)),
+        ("enrollmentconfig", READ),  # what `flightctl certificate request` writes out
     ],
 }
 # Denied to a viewer even though "*" would allow them (the reference's explicit denials).
