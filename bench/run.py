@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 from flightctl_agent.simulator.stats import diff, merge, summarize
 
-from bench import measure, procs
+from bench import measure, procs, waiting
 
 BIN = Path(sys.executable).parent
 FLEET = "simulated"
@@ -51,12 +51,9 @@ class Deadline(RuntimeError):
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 1.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
+    value, _ = waiting.poll(check, timeout, interval)
+    if value:
+        return value
     raise Deadline(f"timed out after {timeout:.0f}s waiting for {what}")
 
 

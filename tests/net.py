@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
+
+from bench.waiting import poll
 
 
 def free_port() -> int:
@@ -15,11 +16,7 @@ def free_port() -> int:
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
     """Poll until predicate() returns something truthy; return it or fail with ``what``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
+    value, last = poll(predicate, timeout, interval)
+    if value:
+        return value
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
