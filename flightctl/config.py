@@ -107,6 +107,12 @@ class Config:
     encryption_key_file: str = ""
     # Host keys git-over-SSH repositories are checked against. Default: <data dir>/ssh/known_hosts.
     ssh_known_hosts_file: str = ""
+    # Single sign-on (flightctl/api/oidc.py): JWTs of this OpenID Connect issuer are accepted
+    # as bearer tokens, for this client id (the tokens' audience), with these claims.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_username_claim: str = "preferred_username"
+    oidc_roles_claim: str = "groups"
     # Alerts (docs/configuration.md, "Monitoring"): device problems recorded as events are
     # sent to this Alertmanager (empty: no alerts) every alert_polling_interval.
     alertmanager_url: str = ""
@@ -202,7 +208,7 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.database_url and not re.match(r"^postgres(ql)?://", config.database_url):
         problems.append("database_url: must be a postgres:// or postgresql:// URL (PostgreSQL is "
                         "the only supported database)")
-    for name in ("base_url", "agent_endpoint", "alertmanager_url"):
+    for name in ("base_url", "agent_endpoint", "alertmanager_url", "oidc_issuer"):
         value = getattr(config, name)
         if value and not re.match(r"^https?://[^/\s]+", value):
             problems.append(f"{name}: must be an http(s) URL, not {value!r}")

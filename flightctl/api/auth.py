@@ -1,10 +1,12 @@
-"""Bearer-token authentication for the user API (local users of the embedded default)."""
+"""Bearer-token authentication for the user API: local tokens (``flightctl-server create-token``)
+and, when an OIDC issuer is configured, that issuer's JWTs (flightctl/api/oidc.py)."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from flightctl.api import oidc
 from flightctl.models import ApiToken
 
 
@@ -22,6 +24,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("invalid Authorization header: expected Bearer")
         record = ApiToken.lookup(token.strip())
         if record is None:
+            if oidc.enabled() and token.strip().count(".") == 2:  # a JWT, not one of ours
+                try:
+                    return oidc.user_for(*oidc.verify(token.strip())), None
+                except oidc.OIDCError as exc:
+                    raise exceptions.AuthenticationFailed(str(exc))
             raise exceptions.AuthenticationFailed("invalid token")
         if record.expires_at and record.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("token has expired")

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flightctl import __version__
-from flightctl.api import rbac
+from flightctl.api import oidc, rbac
 from flightctl.api.errors import API_VERSION, status_body
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
@@ -37,16 +37,17 @@ class VersionView(APIView):
 
 
 class AuthConfigView(APIView):
-    """Public: tells clients how to log in (local bearer tokens in the embedded default)."""
+    """Public: tells clients how to log in (local bearer tokens; an OIDC issuer if set)."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
 
     def get(self, request):
+        sso = oidc.enabled()
         return Response({
             "apiVersion": API_VERSION,
-            "providers": [],
-            "defaultProvider": "",
+            "providers": [oidc.provider()] if sso else [],
+            "defaultProvider": oidc.PROVIDER_NAME if sso else "",
             "organizationsEnabled": False,
         })
 
