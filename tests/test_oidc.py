@@ -94,6 +94,16 @@ def test_a_token_of_the_issuer_signs_in_with_the_role_its_groups_give(sso):
     assert bearer(sso.token("alice", groups=[])).get(DEV).status_code == 403
 
 
+def test_the_issuers_users_never_touch_local_users(sso, api):
+    """A token for "admin" with a viewer's groups is not the local administrator."""
+    from django.contrib.auth import get_user_model
+
+    bearer(sso.token("admin", groups=["flightctl-viewer"])).get(DEV)
+    assert get_user_model().objects.get(username="admin").is_superuser
+    assert api.post(DEV, device("d2"), format="json").status_code == 201
+    assert not get_user_model().objects.get(username="oidc:admin").is_superuser
+
+
 @pytest.mark.parametrize(("claims", "message"), [
     ({"aud": "someone-else"}, "Audience doesn't match"),
     ({"iss": "https://elsewhere.example"}, "Invalid issuer"),

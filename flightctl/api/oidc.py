@@ -4,7 +4,8 @@ With ``oidc_issuer`` set, a bearer token that is not one of our local tokens is 
 from that issuer: its signature is checked against the issuer's published keys (found through
 ``<issuer>/.well-known/openid-configuration`` and cached), and so are ``iss``, ``aud``
 (``oidc_client_id``) and the expiry. The user is the ``oidc_username_claim`` (default
-``preferred_username``) and its role comes from the ``oidc_roles_claim`` (default ``groups``; a
+``preferred_username``; its local mirror is named ``oidc:<name>``, apart from local users) and
+its role comes from the ``oidc_roles_claim`` (default ``groups``; a
 dotted path such as ``realm_access.roles`` reaches into nested claims): ``flightctl-admin``,
 ``flightctl-org-admin``, ``flightctl-operator``, ``flightctl-viewer``, ``flightctl-installer``,
 the reference's role names (flightctl/api/rbac.py). The local user record mirrors the token's
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 PROVIDER_NAME = "oidc"
 ROLE_PREFIX = "flightctl-"
+USER_PREFIX = "oidc:"  # local mirrors of the issuer's users are named oidc:<user name>
 
 
 class OIDCError(ValueError):
@@ -93,7 +95,8 @@ def user_for(username: str, role: str | None):
 
     from flightctl.api.rbac import ROLES
 
-    user, _ = get_user_model().objects.get_or_create(username=username)
+    # Namespaced: an issuer's "admin" must never become (or demote) the local "admin".
+    user, _ = get_user_model().objects.get_or_create(username=f"{USER_PREFIX}{username}")
     admin = role == "admin"
     wanted = {f"{ROLE_PREFIX}{role}"} if role and not admin else set()
     current = {g.name for g in user.groups.all() if g.name.startswith(ROLE_PREFIX)}

@@ -62,7 +62,7 @@ class UserInfoView(APIView):
         user = request.user
         return Response({
             "sub": str(user.pk),
-            "preferred_username": user.get_username(),
+            "preferred_username": user.get_username().removeprefix(oidc.USER_PREFIX),
             "name": user.get_full_name() or user.get_username(),
             "organizations": [_organization(org) for org in Organization.objects.all()[:100]],
         })
