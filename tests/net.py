@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.waiting import poll
 
@@ -20,3 +23,25 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
     if value:
         return value
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet request handler for the small servers tests stand up, with a JSON reply."""
+
+    def send_json(self, status: int, document) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """``handler`` served on a free loopback port by a daemon thread; ``shutdown()`` stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

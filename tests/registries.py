@@ -16,9 +16,7 @@ import hashlib
 import json
 import secrets
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -26,7 +24,7 @@ import pytest
 import requests
 
 from tests.gitservers import REGISTRY_PASSWORD, REGISTRY_USER, require, wait_port
-from tests.net import free_port
+from tests.net import JSONHandler, free_port, serve_http
 
 SERVICE = "flightctl-test-registry"
 ISSUER = "flightctl-test-token-service"
@@ -105,30 +103,20 @@ class TokenService:
         self.requests: list[dict] = []
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_GET(self):  # noqa: N802 - the http.server interface
                 service.requests.append({"path": self.path,
                                          "authorization": self.headers.get("Authorization")})
                 expected = "Basic " + base64.b64encode(
                     f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.end_headers()
+                    self.send_json(401, {"error": "unauthorized"})
                     return
                 query = parse_qs(urlparse(self.path).query)
-                body = json.dumps({"token": service.token(query.get("scope", []))}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(200, {"token": service.token(query.get("scope", []))})
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def token(self, scopes: list[str]) -> str:
         from cryptography.hazmat.primitives import hashes

@@ -4,15 +4,14 @@ server on loopback publishing its discovery document and signing keys."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from rest_framework.test import APIClient
 
+from tests.net import JSONHandler, serve_http
 from tests.test_device_api import device
 
 pytestmark = pytest.mark.django_db
@@ -30,26 +29,18 @@ class Issuer:
         jwk.update(kid="key-1", use="sig", alg="RS256")
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_GET(self):  # noqa: N802 - the http.server interface
                 documents = {
                     "/realms/edge/.well-known/openid-configuration": {
                         "issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"},
                     "/realms/edge/jwks": {"keys": [jwk]},
                 }
-                body = json.dumps(documents.get(self.path, {})).encode()
-                self.send_response(200 if self.path in documents else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(200 if self.path in documents else 404,
+                               documents.get(self.path, {}))
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/realms/edge"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def token(self, username: str = "alice", groups=("flightctl-viewer",), key=None,
               **claims) -> str:
