@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.net import free_port
+from tests.net import free_port, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -106,6 +106,15 @@ def _serve_in_own_session(data_dir: Path) -> tuple[subprocess.Popen, str]:
     return process, f"https://127.0.0.1:{port}"
 
 
+def _cluster_processes(root: int) -> list[int]:
+    """The django-q cluster's processes below ``root`` (its main process included)."""
+    from bench import procs
+
+    cluster = next((pid for pid in _descendants(root)
+                    if "qcluster" in procs.command(pid)), None)
+    return procs.tree(cluster) if cluster else []
+
+
 def _descendants(pid: int) -> list[int]:
     from bench import procs
 
@@ -119,6 +128,10 @@ def test_a_signal_to_the_whole_group_stops_every_process_cleanly(tmp_path, signu
     its workers got the signal too, and was killed after the grace period)."""
     process, _ = _serve_in_own_session(tmp_path / "data")
     try:
+        # The user API answers before the task cluster has started its processes (and set its
+        # signal handlers): wait for them, or a signal that early just ends the cluster at once.
+        wait_for(lambda: len(_cluster_processes(process.pid)) >= 4, 60,
+                 what="the task cluster's processes")
         children = _descendants(process.pid)
         os.killpg(process.pid, signum)
         output, _ = process.communicate(timeout=60)
