@@ -3,8 +3,6 @@ API (TLS, client certificates) on the test database, the handlers run in-process
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.test_agent_api import agent_server, enroll, enrollment_request, render  # noqa: F401
@@ -34,11 +32,9 @@ def reasons(api, name: str) -> list[str]:
 
 
 def poll(agent, name: str, known: int):
-    """One ``/rendered`` call; with the fixture's 3 s wait, an answer within 2 s is immediate."""
-    started = time.monotonic()
-    response = agent.get(f"/api/v1/devices/{name}/rendered",
-                         params={"knownRenderedVersion": known})
-    return response, time.monotonic() - started
+    """One ``/rendered`` call naming the version the device runs."""
+    return agent.get(f"/api/v1/devices/{name}/rendered",
+                     params={"knownRenderedVersion": known})
 
 
 def report_version(agent, name: str, document: dict, version: int) -> None:
@@ -78,16 +74,17 @@ def test_after_a_restore_devices_reconnect_before_anything_reaches_them(
     assert device(name_ahead).rendered_version == 3
 
     # A device that knows no more than the database is back at once, and rendered again.
-    response, took = poll(behind, name_behind, 3)
-    assert response.status_code == 200 and took < 2, (response.status_code, took)
+    # 200 at once: without the reconnection the call would wait out its 3 s and answer 204.
+    response = poll(behind, name_behind, 3)
+    assert response.status_code == 200
     annotations = response.json()["metadata"]["annotations"]
     assert AWAITING not in annotations and PAUSED not in annotations
     assert summary(name_behind) not in ("AwaitingReconnect", "ConflictPaused")
     assert {"org_id": ORG, "name": name_behind, "kind": "Device"} in queued_renders()
 
     # A device that runs a version the database never made is paused, and told so.
-    response, took = poll(ahead, name_ahead, 5)
-    assert response.status_code == 200 and took < 2
+    response = poll(ahead, name_ahead, 5)
+    assert response.status_code == 200
     assert response.json()["metadata"]["annotations"][PAUSED] == "true"
     assert summary(name_ahead) == "ConflictPaused"
     assert "DeviceConflictPaused" in reasons(api, name_ahead)
@@ -95,7 +92,7 @@ def test_after_a_restore_devices_reconnect_before_anything_reaches_them(
     report_version(ahead, name_ahead, response.json(), 5)
     render_device({"org_id": ORG, "name": name_ahead})
     assert device(name_ahead).rendered_version == 3  # still held back
-    later, _ = poll(ahead, name_ahead, 5)  # an ordinary call now: still paused
+    later = poll(ahead, name_ahead, 5)  # an ordinary call now: still paused
     assert later.json()["metadata"]["annotations"][PAUSED] == "true"
 
     # Resuming renders it above anything it has seen.
@@ -106,7 +103,7 @@ def test_after_a_restore_devices_reconnect_before_anything_reaches_them(
     assert len(batch) == 1
     render_device_batch(batch[0])
     assert device(name_ahead).rendered_version == 6
-    response, _ = poll(ahead, name_ahead, 5)
+    response = poll(ahead, name_ahead, 5)
     assert response.json()["spec"] == {"os": {"image": "os:2"}}
     assert PAUSED not in response.json()["metadata"]["annotations"]
     assert "DeviceConflictResolved" in reasons(api, name_ahead)
@@ -128,8 +125,8 @@ def test_a_device_re_enrolling_after_a_restore_is_paused_if_it_knows_more(
     certificate = enrollment.get(f"/api/v1/enrollmentrequests/{name}").json()["status"][
         "certificate"]
     agent = AgentClient(agent_server, certificate, key_pem(key), tmp_path / name)
-    response, took = poll(agent, name, 4)
-    assert response.status_code == 200 and took < 2
+    response = poll(agent, name, 4)
+    assert response.status_code == 200
     assert response.json()["metadata"]["annotations"][PAUSED] == "true"
     assert summary(name) == "ConflictPaused"
 
