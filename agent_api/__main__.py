@@ -1,3 +1,3 @@
-from flightctl.agent_api.server import main
+from agent_api.server import main
 
 main()

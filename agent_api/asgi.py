@@ -3,15 +3,15 @@
 import gc
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flightctl.agent_api.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agent_api.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()  # sets Django up: import the models after this
 
-from flightctl.agent_api.hotpath import AgentApplication  # noqa: E402
+from agent_api.hotpath import AgentApplication  # noqa: E402
 
-# The long-poll and status PUTs are answered ahead of Django (flightctl.agent_api.hotpath
+# The long-poll and status PUTs are answered ahead of Django (agent_api.hotpath
 # explains why).
 application = AgentApplication(django_application)
 
@@ -62,7 +62,7 @@ def _watch_collections():
     import logging
     import time
 
-    log = logging.getLogger("flightctl.agent_api.gc")
+    log = logging.getLogger("agent_api.gc")
     started = [0.0]
 
     def callback(phase, info):

@@ -19,8 +19,8 @@ import json
 
 import psycopg
 
+from agent_api.listener import _conninfo
 from devices.health import AWAITING_RECONNECT
-from flightctl.agent_api.listener import _conninfo
 
 AWAITING_JSON = json.dumps({AWAITING_RECONNECT: "true"})
 

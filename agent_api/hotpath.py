@@ -14,7 +14,7 @@ render listener and one timer; a status PUT runs in the event loop's small threa
 
 The contract is the Django views', unchanged: the same version negotiation and client
 certificate checks, the same validation and storage (:func:`views.store_status`), errors as
-``Status``, the same headers (shared with :mod:`flightctl.agent_api.middleware`). Everything
+``Status``, the same headers (shared with :mod:`agent_api.middleware`). Everything
 else, including a status PATCH, goes to Django.
 """
 
@@ -30,12 +30,12 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
+from agent_api import db as agent_db
+from agent_api.listener import listener
+from agent_api.middleware import authenticate, response_headers
+from agent_api.views import org_of, parse_json, require_device, store_status
 from devices.restore import reconnect
 from devices.services import last_seen_buffer, load_rendered_body, touch_last_seen
-from flightctl.agent_api import db as agent_db
-from flightctl.agent_api.listener import listener
-from flightctl.agent_api.middleware import authenticate, response_headers
-from flightctl.agent_api.views import org_of, parse_json, require_device, store_status
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.config import parse_duration
 

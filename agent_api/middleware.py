@@ -9,9 +9,9 @@ from functools import lru_cache
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from cryptography import x509
 
+from agent_api.server import PEERCERT_KEY
 from enrollment.signers import Peer, public_key_der
 from flightctl import pki
-from flightctl.agent_api.server import PEERCERT_KEY
 from flightctl.api.errors import status_body, status_response
 from flightctl.api.middleware import SUPPORTED_VERSIONS, VERSION_HEADER
 from flightctl.models import DEFAULT_ORG_ID

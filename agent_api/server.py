@@ -4,7 +4,7 @@ uvicorn verifies the client certificate during the handshake (``CERT_REQUIRED`` 
 CA bundle) but, like every ASGI server, does not put it into the ASGI scope. The protocol
 subclass below reads the verified peer certificate when the connection is made and stores it
 in the per-connection copy of ``app_state``, which uvicorn copies into every request's
-``scope["state"]``; :class:`flightctl.agent_api.middleware.AgentMiddleware` reads it there.
+``scope["state"]``; :class:`agent_api.middleware.AgentMiddleware` reads it there.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ClientCertificateProtocol(_base_protocol()):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flightctl.agent_api",
+    parser = argparse.ArgumentParser(prog="python -m agent_api",
                                      description="Flight Control agent API (mutual TLS)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=7443)
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # Not setdefault: the supervisor runs with the user API's settings in its environment.
-    os.environ["DJANGO_SETTINGS_MODULE"] = "flightctl.agent_api.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "agent_api.settings"
     import uvicorn
 
     try:  # uvloop roughly halves the event loop's own CPU per request (docs/scale.md)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         loop = "asyncio"
     uvicorn.run(
-        "flightctl.agent_api.asgi:application",
+        "agent_api.asgi:application",
         host=args.host,
         port=args.port,
         http=ClientCertificateProtocol,

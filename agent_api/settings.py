@@ -9,8 +9,8 @@ thousands of threads.
 from flightctl.settings import *  # noqa: F401,F403
 from flightctl.settings import DATABASES
 
-ROOT_URLCONF = "flightctl.agent_api.urls"
-MIDDLEWARE = ["flightctl.agent_api.middleware.AgentMiddleware"]
+ROOT_URLCONF = "agent_api.urls"
+MIDDLEWARE = ["agent_api.middleware.AgentMiddleware"]
 # Under ASGI each request's sync code runs in a short-lived thread; a persistent connection
 # would be left behind with it, so connections are "closed" at the end of each request. Closing
 # returns them to a psycopg pool (Django's native pooling) instead of ending a PostgreSQL

@@ -1,10 +1,10 @@
 """The agent API's URL map: the reference's agent operations, plus the HTTPS transport of the
 TPM credential challenge (docs/identity.md). The ``/rendered`` long-poll and status PUTs are
-answered ahead of Django by :mod:`flightctl.agent_api.hotpath`."""
+answered ahead of Django by :mod:`agent_api.hotpath`."""
 
 from django.urls import path
 
-from flightctl.agent_api import views
+from agent_api import views
 
 handler404 = "flightctl.api.errors.handler404"
 handler500 = "flightctl.api.errors.handler500"

@@ -190,7 +190,7 @@ def _device(org, name: str) -> Device:
 
 @agent_view(("PUT", "PATCH"))
 def device_status(request, peer, name: str):
-    """PATCH (JSON Patch of the status); a PUT is answered by flightctl.agent_api.hotpath."""
+    """PATCH (JSON Patch of the status); a PUT is answered by agent_api.hotpath."""
     require_device(peer, name)
     body = parse_json(request.body)
     if request.method == "PATCH":

@@ -175,7 +175,7 @@ class Bench:
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds so far of the agent API, the rest of the server, PostgreSQL and the
         simulators: who is busy while a rollout is delivered (2 cores shared by all)."""
-        agent_api = set(procs.tree(_find_child(self.server.pid, "flightctl.agent_api")))
+        agent_api = set(procs.tree(_find_child(self.server.pid, "agent_api")))
         server = set(procs.tree(self.server.pid)) - agent_api
         simulators = [pid for p in self.simulators for pid in procs.tree(p.pid)]
         return {"agent_api": procs.cpu_seconds(agent_api),
@@ -220,7 +220,7 @@ class Bench:
         self.start_server()
         self.create_fleet("version 1\n")
         sampler = Sampler({
-            "agent_api": lambda: _find_child(self.server.pid, "flightctl.agent_api"),
+            "agent_api": lambda: _find_child(self.server.pid, "agent_api"),
             "server_total": lambda: self.server.pid,
             "postgres": lambda: _postmaster(self.work / "data" / "postgres")})
         sampler.start()

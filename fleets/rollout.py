@@ -44,10 +44,10 @@ from django.utils import timezone
 from devices.models import Device
 from devices.rendering import render_devices
 from fleets import choices as c
-from fleets.conditions import set_condition
 from fleets.models import Fleet, TemplateVersion
 from fleets.selection import label_selector_q
 from fleets.templates import TemplateError, current_template_version, device_spec
+from flightctl.api.conditions import set_condition
 from flightctl.api.events import record_event
 from flightctl.config import parse_duration
 

@@ -18,11 +18,11 @@ from django.db import IntegrityError, connection, transaction
 
 from devices.models import Device
 from fleets import choices
-from fleets.conditions import get_condition, set_condition
 from fleets.models import Fleet, TemplateVersion
-from fleets.templating import TemplateError, has_placeholders, render
+from flightctl.api.conditions import get_condition, set_condition
 from flightctl.api.events import record_event
 from flightctl.models import EventType
+from flightctl.templating import TemplateError, has_placeholders, render
 
 ACTOR = "service:flightctl-worker"
 

@@ -30,8 +30,8 @@ from django.db import transaction
 from django.db.models import F
 
 from fleets.api.serializers import FleetSerializer
-from fleets.conditions import get_condition, set_condition
 from fleets.models import Fleet
+from flightctl.api.conditions import get_condition, set_condition
 from flightctl.api.errors import ApiError
 from flightctl.api.events import record_event, resource_updated_details
 from flightctl.api.resources import DELETE_HOOKS, run_write_hooks

@@ -17,7 +17,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import F
 
-from fleets.conditions import get_condition, set_condition
+from flightctl.api.conditions import get_condition, set_condition
 from flightctl.api.events import record_event
 from flightctl.tasks import enqueue, handler, periodic, setting_interval
 from repos import access, dependencies, sync

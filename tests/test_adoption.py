@@ -119,9 +119,9 @@ def test_a_spec_written_to_an_unowned_device_is_still_rendered_by_its_own_task(a
 def test_the_last_seen_flush_skips_rows_others_hold_instead_of_waiting(api):
     import psycopg
 
+    from agent_api.listener import _conninfo
     from devices.models import Device
     from devices.services import LastSeenBuffer
-    from flightctl.agent_api.listener import _conninfo
 
     for name in ("busy", "free"):
         put_device(api, name, {})

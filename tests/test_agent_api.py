@@ -197,7 +197,7 @@ def test_a_long_poll_for_a_device_that_does_not_exist_is_404(agent_server, api, 
 
 
 def test_the_hot_operations_answer_like_every_agent_operation(agent_server, api, tmp_path):
-    """The long-poll and status PUTs are served ahead of Django (flightctl/agent_api/
+    """The long-poll and status PUTs are served ahead of Django (agent_api/
     hotpath.py); their errors, headers and negotiation are those of the other operations."""
     agent, name, _ = enroll(api, agent_server, tmp_path)
     render(name, {"os": {"image": "os:1"}}, 1)

@@ -31,10 +31,10 @@ def _fleet_of(api, count: int) -> None:
 
 
 def test_each_page_is_committed_before_the_next_is_dispatched(api, monkeypatch):
+    from agent_api.listener import _conninfo
     from devices.models import Device
     from fleets import rollout
     from fleets.tasks import validate_fleet
-    from flightctl.agent_api.listener import _conninfo
 
     _fleet_of(api, 10)
     validate_fleet({"org_id": ORG, "name": "wide"})
@@ -111,11 +111,11 @@ def test_pages_follow_the_dispatch_rate(api, monkeypatch, settings):
 
 def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monkeypatch,
                                                                         settings):
+    from agent_api.listener import _conninfo
     from fleets import rollout
     from fleets.models import Fleet
     from fleets.tasks import progress_fleet
     from flightctl import tasks
-    from flightctl.agent_api.listener import _conninfo
 
     _fleet_of(api, 20)
     monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 20)  # 2 every 0.1 s

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from fleets import templating
-from fleets.templating import Template, TemplateError, has_placeholders, parse, render, validate
+from flightctl import templating
+from flightctl.templating import Template, TemplateError, has_placeholders, parse, render, validate
 
 LABELS = {"site": "New York", "os-tag": "v2", "region": "eu", "empty": "", "Tier": "Gold"}
 

@@ -147,7 +147,7 @@ class AgentServer:
 
 @contextmanager
 def agent_api_server(data_dir: Path, *, tpm_ca_files: list[str] = (), wait_timeout="3s"):
-    """Start ``python -m flightctl.agent_api`` on the test database, sharing its PKI (in
+    """Start ``python -m agent_api`` on the test database, sharing its PKI (in
     ``data_dir``) and settings with this process; yield an :class:`AgentServer`."""
     from django.conf import settings
 
@@ -172,7 +172,7 @@ def agent_api_server(data_dir: Path, *, tpm_ca_files: list[str] = (), wait_timeo
     log = data_dir / "agent-api.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flightctl.agent_api", "--host", "127.0.0.1", "--port",
+            [sys.executable, "-m", "agent_api", "--host", "127.0.0.1", "--port",
              str(port), "--certfile", str(cert), "--keyfile", str(key), "--ca-certs",
              str(pki.bundle_path), "--log-level", "debug"],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,

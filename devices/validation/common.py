@@ -48,7 +48,7 @@ class SpecContext:
         if not self.fleet_template or not isinstance(value, str):
             return False
         # Imported lazily: the templating module is optional for plain device validation.
-        from fleets.templating import TemplateError, has_placeholders, validate
+        from flightctl.templating import TemplateError, has_placeholders, validate
 
         if not has_placeholders(value):
             return False

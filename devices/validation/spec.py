@@ -150,7 +150,7 @@ def _validate_decommissioning(errors: Errors, path: str, value) -> None:
 
 
 def _reject_misplaced_placeholders(errors: Errors, path: str, spec: dict) -> None:
-    from fleets.templating import has_placeholders
+    from flightctl.templating import has_placeholders
 
     for shape, field_path, text in _strings(spec, (), path):
         if has_placeholders(text) and not _is_template_field(shape):

@@ -333,7 +333,7 @@ def serve(data_dir, address, agent_address, workers):
         supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
         agent_host, agent_port = parse_address(config.agent_address)
         supervisor.spawn("agent-api", [
-            sys.executable, "-m", "flightctl.agent_api", "--host", agent_host,
+            sys.executable, "-m", "agent_api", "--host", agent_host,
             "--port", str(agent_port), "--certfile", str(cert_file), "--keyfile", str(key_file),
             "--ca-certs", str(pki.bundle_path), "--log-level", config.log_level,
             "--workers", str(config.agent_api_workers),
