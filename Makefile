@@ -31,6 +31,7 @@ token: setup
 ## Install what the tests need from Debian (when root), then lint and run every test.
 test: test-deps setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-deps:
@@ -50,6 +51,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

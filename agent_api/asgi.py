@@ -1,7 +1,11 @@
 """ASGI entry point of the agent API process."""
 
 import gc
+import logging
 import os
+import random
+import threading
+import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agent_api.settings")
 
@@ -40,10 +44,6 @@ gc.set_threshold(700, 10, 1_000_000)
 
 
 def _collect_on_schedule():
-    import random
-    import threading
-    import time
-
     def loop():
         # Processes start together: a random phase keeps them from pausing at the same moment.
         time.sleep(random.uniform(0.5, 1.5) * FULL_COLLECTION_SECONDS)
@@ -59,9 +59,6 @@ _collect_on_schedule()
 
 def _watch_collections():
     """Log the collector's long pauses: they stop every request of the process at once."""
-    import logging
-    import time
-
     log = logging.getLogger("agent_api.gc")
     started = [0.0]
 

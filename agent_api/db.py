@@ -20,7 +20,7 @@ import json
 import psycopg
 
 from agent_api.listener import _conninfo
-from devices.health import AWAITING_RECONNECT
+from flightctl.api.annotations import AWAITING_RECONNECT
 
 AWAITING_JSON = json.dumps({AWAITING_RECONNECT: "true"})
 

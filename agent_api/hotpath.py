@@ -34,8 +34,9 @@ from agent_api import db as agent_db
 from agent_api.listener import listener
 from agent_api.middleware import authenticate, response_headers
 from agent_api.views import org_of, parse_json, require_device, store_status
+from devices.api.serializers import load_rendered_body
 from devices.restore import reconnect
-from devices.services import last_seen_buffer, load_rendered_body, touch_last_seen
+from devices.services import last_seen_buffer, touch_last_seen
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.config import parse_duration
 

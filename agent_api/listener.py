@@ -19,7 +19,7 @@ import psycopg
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
 
-from devices.services import RENDER_CHANNEL
+from devices.bulk import RENDER_CHANNEL
 
 log = logging.getLogger(__name__)
 

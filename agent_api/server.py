@@ -13,6 +13,8 @@ import argparse
 import os
 import ssl
 
+import uvicorn
+
 PEERCERT_KEY = "flightctl.peercert"
 
 
@@ -55,8 +57,6 @@ def main(argv: list[str] | None = None) -> None:
 
     # Not setdefault: the supervisor runs with the user API's settings in its environment.
     os.environ["DJANGO_SETTINGS_MODULE"] = "agent_api.settings"
-    import uvicorn
-
     try:  # uvloop roughly halves the event loop's own CPU per request (docs/scale.md)
         import uvloop  # noqa: F401
 

@@ -34,6 +34,7 @@ from enrollment.api.serializers import (
 )
 from enrollment.models import CertificateSigningRequest, EnrollmentRequest
 from flightctl import pki
+from flightctl.api.conditions import get_condition
 from flightctl.api.errors import (
     MSG_DUPLICATE,
     ApiError,
@@ -42,10 +43,9 @@ from flightctl.api.errors import (
     not_found,
     status_response,
 )
-from flightctl.api.events import record_event
+from flightctl.api.events import AGENT_API_ACTOR, record_event
 from flightctl.api.resources import apply_json_patch
 
-ACTOR = "service:flightctl-agent-api"
 MIN_FINGERPRINT = 16
 ER_SERIALIZER = EnrollmentRequestSerializer()
 CSR_SERIALIZER = CertificateSigningRequestSerializer()
@@ -127,7 +127,7 @@ def enrollment_requests(request, peer):
             services.prepare_enrollment_request(er)
             er.save(force_insert=True)
             record_event(org, "EnrollmentRequest", er.name, "ResourceCreated",
-                         "EnrollmentRequest was created successfully.", actor=ACTOR)
+                         "EnrollmentRequest was created successfully.", actor=AGENT_API_ACTOR)
     except IntegrityError:
         raise conflict(MSG_DUPLICATE)
     return _json(ER_SERIALIZER.to_representation(er), 201)
@@ -154,7 +154,7 @@ def tpm_challenge(request, peer, name: str):
     require_enrollment(peer)
     with transaction.atomic():
         er = _enrollment_request(org_of(peer), name, lock=True)
-        blob, encrypted = services.create_tpm_challenge(er, ACTOR)
+        blob, encrypted = services.create_tpm_challenge(er, AGENT_API_ACTOR)
     return _json({"credentialBlob": base64.b64encode(blob).decode(),
                   "encryptedSecret": base64.b64encode(encrypted).decode()})
 
@@ -171,9 +171,9 @@ def tpm_challenge_response(request, peer, name: str):
         raise bad_request("secret: Invalid value: must be base64")
     with transaction.atomic():
         er = _enrollment_request(org_of(peer), name, lock=True)
-        ok = services.answer_tpm_challenge(er, answer, ACTOR)
+        ok = services.answer_tpm_challenge(er, answer, AGENT_API_ACTOR)
     if not ok:
-        condition = services.find_condition(er.status, "TPMVerified")
+        condition = get_condition(er.status, "TPMVerified")
         return status_response(403, condition["message"])
     return _json(ER_SERIALIZER.to_representation(er))
 

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from devices.choices import DeviceSummaryStatus, DeviceUpdatedStatus
 from devices.models import Device
 from flightctl.admin import LabelFilter, ResourceAdmin
 
@@ -11,8 +12,6 @@ class SummaryStatusFilter(admin.SimpleListFilter):
     parameter_name = "summary"
 
     def lookups(self, request, model_admin):
-        from devices.choices import DeviceSummaryStatus
-
         return DeviceSummaryStatus.choices
 
     def queryset(self, request, queryset):
@@ -24,8 +23,6 @@ class UpdatedStatusFilter(admin.SimpleListFilter):
     parameter_name = "updated"
 
     def lookups(self, request, model_admin):
-        from devices.choices import DeviceUpdatedStatus
-
         return DeviceUpdatedStatus.choices
 
     def queryset(self, request, queryset):

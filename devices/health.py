@@ -34,33 +34,33 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, JSONField, OuterRef, Q, Subquery
-from django.db.models.expressions import RawSQL
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Substr
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from devices import bulk, owners
 from devices.choices import ApplicationsSummaryStatus as Apps
 from devices.choices import DeviceLifecycleStatus as Lifecycle
 from devices.choices import DeviceSummaryStatus as Summary
 from devices.choices import DeviceUpdatedStatus as Updated
 from devices.choices import ResourceStatus
+from devices.hooks import request_renders
 from devices.models import Device
 from devices.status import complete_status
+from devices.summary import FLEET_OWNER_PREFIX
+from flightctl.api.annotations import (
+    AWAITING_RECONNECT,
+    CONFLICT_PAUSED,
+    LAST_ROLLOUT_ERROR,
+    RENDERED_TEMPLATE_VERSION,
+    TEMPLATE_VERSION,
+)
+from flightctl.api.conditions import find_condition
+from flightctl.api.events import API_COMPONENT, WORKER_ACTOR, WORKER_COMPONENT
 from flightctl.models import Event, EventType
 
-# Annotations read here (api.md §2.1, service.md §2.2). Values are strings.
-AWAITING_RECONNECT = "device-controller/awaitingReconnect"
-CONFLICT_PAUSED = "device-controller/conflictPaused"
-TEMPLATE_VERSION = "fleet-controller/templateVersion"
-RENDERED_TEMPLATE_VERSION = "fleet-controller/renderedTemplateVersion"
-LAST_ROLLOUT_ERROR = "fleet-controller/lastRolloutError"
-
-FLEET_OWNER_PREFIX = "Fleet/"
 #: the status members the service computes; everything else is the agent's
 SERVICE_MEMBERS = ("summary", "updated", "applicationsSummary", "lifecycle")
 #: summaries of a device that is (or claims to be) connected: leaving the window makes it Unknown
@@ -69,8 +69,6 @@ CONNECTED_SUMMARIES = (
 )
 RESOURCES = (("cpu", "CPU"), ("memory", "Memory"), ("disk", "Disk"))
 
-WORKER_ACTOR = "service:flightctl-worker"
-WORKER_COMPONENT = "flightctl-worker"
 PAGE_SIZE = 1000
 
 MSG_NOT_REPORTED = "Device has not reported yet."
@@ -105,15 +103,6 @@ def go_duration(seconds: float) -> str:
 
 def disconnected_info(disconnected_after: float) -> str:
     return f"Device is disconnected (last seen more than {go_duration(disconnected_after)})."
-
-
-def find_condition(conditions, condition_type: str) -> dict | None:
-    """The condition of a type (the last one wins if an agent repeats it)."""
-    found = None
-    for condition in conditions or []:
-        if isinstance(condition, dict) and condition.get("type") == condition_type:
-            found = condition
-    return found
 
 
 def _flag(annotations: dict, key: str) -> bool:
@@ -435,36 +424,9 @@ def disconnected_timeout() -> float:
     return settings.FLIGHTCTL.disconnected_timeout_seconds
 
 
-def fleet_template_version_subquery() -> Subquery:
-    """The owning fleet's current TemplateVersion name, as a correlated subquery on a device
-    queryset: one statement loads a page of devices with their fleets' versions. It looks the
-    fleet up by its unique (org_id, name) index; "Fleet/" is 6 characters."""
-    fleets = _fleet_model().objects.filter(
-        org_id=OuterRef("org_id"), name=Substr(OuterRef("owner"), len(FLEET_OWNER_PREFIX) + 1)
-    )
-    return Subquery(fleets.values_list(
-        KeyTextTransform(TEMPLATE_VERSION, "annotations"), flat=True)[:1])
-
-
-def _fleet_model():
-    from fleets.models import Fleet
-
-    return Fleet
-
-
 def with_fleet_template_version(queryset):
     """``queryset`` with ``fleet_template_version`` on each device (None if not fleet-owned)."""
-    return queryset.annotate(fleet_template_version=fleet_template_version_subquery())
-
-
-def fleet_template_version_of(device) -> str | None:
-    """One device's fleet TemplateVersion: a query only when it is fleet-owned."""
-    if not (device.owner or "").startswith(FLEET_OWNER_PREFIX):
-        return None
-    name = device.owner[len(FLEET_OWNER_PREFIX):]
-    fleet = _fleet_model().objects.filter(org_id=device.org_id, name=name).values_list(
-        "annotations", flat=True).first()
-    return (fleet or {}).get(TEMPLATE_VERSION)
+    return queryset.annotate(fleet_template_version=owners.template_version_subquery())
 
 
 def transition_events(device, before: dict, after: dict, *, actor: str,
@@ -488,7 +450,7 @@ def apply_service_status(device, status: dict, *, now=None, actor: str, componen
     the status to store. The caller writes it (inside the same transaction)."""
     now = now or timezone.now()
     if fleet_template_version is _LOOK_UP:
-        fleet_template_version = fleet_template_version_of(device)
+        fleet_template_version = owners.template_version_of(device)
     before = complete_status(device.status)
     candidate = complete_status(status)
     probe = copy.copy(device)  # the row as it will be, without touching the caller's instance
@@ -534,7 +496,7 @@ def refresh_devices(queryset, *, now=None, actor: str = WORKER_ACTOR,
                 updates.append((device.id, members))
                 events += transition_events(device, before, {**before, **members},
                                             actor=actor, component=component)
-            _write_members(updates, now)
+            bulk.write_each([{"id": pk, "status_members": members} for pk, members in updates])
             if events:
                 Event.objects.bulk_create(events)
             changed += len(updates)
@@ -547,47 +509,19 @@ def resume_devices(queryset, *, actor: str) -> int:
     """Lift the conflict pause of the paused devices in ``queryset`` (rows locked): one UPDATE
     drops the annotation, their service members are recomputed (``DeviceConflictResolved``
     recorded) and they are rendered again. Returns how many devices were paused."""
-    from devices.services import request_renders
-
     rows = list(queryset.filter(annotations__contains={CONFLICT_PAUSED: "true"})
                 .select_for_update(of=("self",)).order_by("id").values_list("id", "org_id"))
     if not rows:
         return 0
     ids = [pk for pk, _ in rows]
-    Device.objects.filter(pk__in=ids).update(
-        # jsonb '-' removes the key and leaves every other annotation as it is.
-        annotations=RawSQL("annotations - %s", (CONFLICT_PAUSED,), output_field=JSONField()),
-        resource_version=F("resource_version") + 1, updated_at=timezone.now())
-    refresh_devices(Device.objects.filter(pk__in=ids), actor=actor, component="flightctl-api")
+    bulk.remove_annotation(Device.objects.filter(pk__in=ids), CONFLICT_PAUSED)
+    refresh_devices(Device.objects.filter(pk__in=ids), actor=actor, component=API_COMPONENT)
     by_org: dict = {}
     for pk, org_id in rows:
         by_org.setdefault(org_id, []).append(pk)
     for org_id, pks in by_org.items():
         request_renders(org_id, pks)  # what was held back while the device was paused
     return len(ids)
-
-
-def _write_members(updates: list[tuple[int, dict]], now) -> None:
-    """Merge each device's new service members into its status in one statement.
-
-    Raw SQL because the ORM cannot join an UPDATE to a VALUES list: ``bulk_update`` would
-    send a ``CASE WHEN id = ...`` branch per row, a statement that grows with the page and
-    rewrites the whole status document, where ``status || members`` touches four keys.
-    """
-    if not updates:
-        return
-    table = connection.ops.quote_name(Device._meta.db_table)
-    rows = ", ".join(["(%s::bigint, %s::jsonb)"] * len(updates))
-    params: list = [now]
-    for pk, members in updates:
-        params += [pk, json.dumps(members)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS d SET status = COALESCE(d.status, '{{}}'::jsonb) || v.members,"
-            f" resource_version = d.resource_version + 1, updated_at = %s"
-            f" FROM (VALUES {rows}) AS v(id, members) WHERE d.id = v.id",
-            params,
-        )
 
 
 def connectivity_changed(now: datetime.datetime):

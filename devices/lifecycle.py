@@ -31,14 +31,19 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from devices.choices import DeviceLifecycleStatus
-from devices.health import AWAITING_RECONNECT, CONFLICT_PAUSED, apply_service_status
+from devices.health import apply_service_status
+from devices.hooks import request_fleet_render, request_render
 from devices.status import complete_status
+from flightctl.api.annotations import (
+    AWAITING_RECONNECT,
+    CONFLICT_PAUSED,
+    DEVICE_LIFECYCLE,
+    FLEET_LIFECYCLE,
+)
 from flightctl.api.errors import ApiError, bad_request, conflict
-from flightctl.api.events import record_event
+from flightctl.api.events import API_COMPONENT, record_event
 from flightctl.api.serializers import timestamp
 
-DEVICE_LIFECYCLE = "device-controller/applicationLifecycle"
-FLEET_LIFECYCLE = "fleet-controller/applicationLifecycle"
 DECOMMISSION_TARGETS = ("Unenroll", "FactoryReset")
 DEVICE_ACTIONS = ("stop", "start", "restart")
 FLEET_ACTIONS = ("stop", "start")
@@ -151,8 +156,6 @@ def _lifecycle_event(org_id, kind: str, name: str, appname: str, action: str, ac
 
 def device_application_action(device, appname: str, action: str, *, actor: str) -> None:
     """Stop, start or restart one application of a device (row locked by the caller)."""
-    from devices.services import request_render
-
     if is_decommissioned(device):
         raise bad_request("cannot change the applications of a decommissioned device")
     annotations = device.annotations or {}
@@ -176,8 +179,6 @@ def device_application_action(device, appname: str, action: str, *, actor: str) 
 
 def fleet_application_action(fleet, appname: str, action: str, *, actor: str) -> None:
     """Stop or start one application on every member of a fleet (row locked by the caller)."""
-    from devices.services import request_fleet_render
-
     template_spec = ((fleet.spec or {}).get("template") or {}).get("spec")
     if appname not in _app_names(template_spec):
         raise application_not_found(appname)
@@ -207,8 +208,6 @@ def parse_decommission(body) -> str:
 
 def decommission_device(device, target: str, *, actor: str) -> None:
     """Schedule ``device`` (row locked by the caller) for decommissioning."""
-    from devices.services import request_render
-
     if (device.spec or {}).get("decommissioning"):
         raise conflict(MSG_ALREADY_DECOMMISSIONING)
     # Not a spec edit by the user: generation stays, so fleets and rollouts do not count it.
@@ -218,7 +217,7 @@ def decommission_device(device, target: str, *, actor: str) -> None:
     status = complete_status(device.status)
     status["lifecycle"] = {"status": DeviceLifecycleStatus.DECOMMISSIONING,
                            "info": "Device has been requested to decommission."}
-    device.status = apply_service_status(device, status, actor=actor, component="flightctl-api")
+    device.status = apply_service_status(device, status, actor=actor, component=API_COMPONENT)
     device.resource_version += 1
     device.save(update_fields=["spec", "owner", "labels", "status", "resource_version",
                                "updated_at"])

@@ -26,15 +26,14 @@ created already flagged (enrollment.services).
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import F, Func, JSONField, Value
 from django.utils import timezone
 
-from devices.health import AWAITING_RECONNECT, CONFLICT_PAUSED, refresh_devices
+from devices import bulk
+from devices.health import refresh_devices
+from devices.hooks import request_render
 from devices.models import Device
-from flightctl.api.events import record_event
-
-ACTOR = "service:flightctl-restore"
-COMPONENT = "flightctl-restore"
+from flightctl.api.annotations import AWAITING_RECONNECT, CONFLICT_PAUSED
+from flightctl.api.events import RESTORE_ACTOR, RESTORE_COMPONENT, record_event
 
 
 def mark_restored() -> int:
@@ -43,17 +42,13 @@ def mark_restored() -> int:
     One UPDATE for the flag, then the service status in pages (devices.health.refresh_devices),
     then one ``SystemRestored`` event per organization that has devices.
     """
-    flag = Func(F("annotations"), Value({AWAITING_RECONNECT: "true"}, output_field=JSONField()),
-                function="", arg_joiner=" || ", output_field=JSONField())
     with transaction.atomic():
-        count = Device.objects.update(annotations=flag,
-                                      resource_version=F("resource_version") + 1,
-                                      updated_at=timezone.now())
-    refresh_devices(Device.objects.all(), actor=ACTOR, component=COMPONENT)
+        count = bulk.merge_annotations(Device.objects.all(), {AWAITING_RECONNECT: "true"})
+    refresh_devices(Device.objects.all(), actor=RESTORE_ACTOR, component=RESTORE_COMPONENT)
     for org_id in Device.objects.values_list("org_id", flat=True).distinct().order_by():
         record_event(org_id, "System", "database", "SystemRestored",
                      f"The database was restored; {count} device(s) await reconnection.",
-                     actor=ACTOR, component=COMPONENT)
+                     actor=RESTORE_ACTOR, component=RESTORE_COMPONENT)
     return count
 
 
@@ -61,8 +56,6 @@ def reconnect(org_id, name: str, known_version: int) -> bool:
     """A flagged device called in knowing ``known_version``: clear the flag and pause the device
     if it knows more than the database, or render it again otherwise. False if the device was
     not (or no longer) flagged, e.g. another of its calls got there first."""
-    from devices.services import request_render
-
     with transaction.atomic():
         device = (Device.objects.restrict(org_id).filter(name=name)
                   .select_for_update().first())
@@ -77,11 +70,16 @@ def reconnect(org_id, name: str, known_version: int) -> bool:
         device.resource_version += 1
         device.save(update_fields=["annotations", "last_seen", "resource_version",
                                    "updated_at"])
-        refresh_devices(Device.objects.filter(pk=device.pk), actor=ACTOR,
-                        component=COMPONENT)
+        refresh_devices(Device.objects.filter(pk=device.pk), actor=RESTORE_ACTOR,
+                        component=RESTORE_COMPONENT)
         if not paused:
             request_render(device)  # whatever was held back while it was flagged
     return True
+
+
+def restored() -> str:
+    """The devices' part of a restore (registered with flightctl.backup.on_restored)."""
+    return f"{mark_restored()} device(s) now await their reconnection"
 
 
 def awaiting_reconnect() -> int:

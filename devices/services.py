@@ -1,57 +1,33 @@
-"""Device operations shared by the user API, the agent API and the task workers.
+"""Device operations of the agent API: agent status reports and last-seen times.
 
-The agent API (enrollment app) calls these rather than touching Device rows itself, so the
-rules for rendered specs, agent status and last-seen live in one place.
+The agent API calls these rather than touching Device rows itself, so the rules for agent
+status and last-seen live in one place (rendered specs: devices.rendering, devices.api).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devices import bulk
+from devices.health import (
+    compute_service_status,
+    disconnected_timeout,
+    transition_events,
+    with_fleet_template_version,
+)
 from devices.models import Device
 from devices.status import complete_status
-from flightctl.api.errors import API_VERSION
+from flightctl.api.events import AGENT_API_ACTOR, AGENT_API_COMPONENT
 from flightctl.compiled import CompiledLookup
+from flightctl.models import Event
 
-#: PostgreSQL NOTIFY channel on which renders are announced; payload "<org_id>/<name>/<version>".
-RENDER_CHANNEL = "flightctl_rendered"
-RENDERED_VERSION_ANNOTATION = "device-controller/renderedVersion"
-RENDER_BATCH = 1000  # devices per device-render-batch task
-
-
-def rendered_device_body(device: Device) -> dict:
-    """The Device as ``GET /devices/{name}/rendered`` returns it to its agent."""
-    from devices.api.serializers import DeviceSerializer
-
-    body = DeviceSerializer().to_representation(device)
-    body["apiVersion"] = API_VERSION
-    body["spec"] = device.rendered_spec or {}
-    return body
-
-
-#: a device as its agent's ``GET /rendered`` loads it
-_FOR_RENDERED = CompiledLookup(lambda org_id, name: Device.objects.restrict(org_id).filter(
-    name=name))
-
-
-def load_rendered_body(org_id, name: str) -> dict | None:
-    """:func:`rendered_device_body` of the named device, or None if there is none."""
-    device = _FOR_RENDERED.first(org_id, name)
-    return None if device is None else rendered_device_body(device)
-
-
-def notify_rendered(device: Device) -> None:
-    """Announce a new render; delivered at commit, so waiters never see an uncommitted spec."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_notify(%s, %s)",
-            [RENDER_CHANNEL, f"{device.org_id}/{device.name}/{device.rendered_version}"],
-        )
+log = logging.getLogger(__name__)
 
 
 class LastSeenBuffer:
@@ -91,36 +67,13 @@ class LastSeenBuffer:
         if not pending:
             return 0
 
-        orgs, names = zip(*pending.keys(), strict=True)
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic():
             _relaxed_commit()
-            # Raw SQL: the ORM has no UPDATE ... FROM. GREATEST keeps a newer time written
-            # meanwhile by a status report (record_agent_status writes last_seen itself).
-            # Rows locked by someone else are skipped, not waited for: a status report
-            # writes last_seen itself, and waiting made reports queue behind this statement
-            # and deadlocked with the adoption pass, which locks its page in id order.
-            cursor.execute(
-                """
-                WITH v AS (
-                    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[])
-                        AS v(org, name, seen)
-                ), free AS (
-                    SELECT d.id, v.seen FROM devices_device AS d
-                    JOIN v ON d.org_id = v.org AND d.name = v.name
-                    ORDER BY d.id FOR UPDATE OF d SKIP LOCKED
-                )
-                UPDATE devices_device AS d SET last_seen = GREATEST(d.last_seen, free.seen)
-                FROM free WHERE d.id = free.id
-                """,
-                [list(orgs), list(names), list(pending.values())],
-            )
+            bulk.write_last_seen(pending)
         return len(pending)
 
     def run_flusher(self, interval: float = 1.0) -> threading.Thread:
         """Turn batching on and flush every ``interval`` seconds in a daemon thread."""
-        import logging
-
-        log = logging.getLogger(__name__)
         self.enabled = True
 
         def loop():
@@ -167,8 +120,6 @@ def touch_last_seen(org_id, name: str) -> None:
 _KEEP_WHEN_UNKNOWN = ("applicationsSummary", "integrity")
 #: members only the service writes; whatever the agent sends for them is ignored
 _SERVICE_ONLY = ("summary", "updated", "lifecycle", "dependencySync")
-AGENT_ACTOR = "service:flightctl-agent-api"
-AGENT_COMPONENT = "flightctl-agent-api"
 
 
 def record_agent_status(device: Device, status: dict) -> Device:
@@ -181,8 +132,6 @@ def record_agent_status(device: Device, status: dict) -> Device:
 
 
 def _locked_for_status(org_id, name):
-    from devices.health import with_fleet_template_version
-
     return (with_fleet_template_version(Device.objects.filter(org_id=org_id, name=name))
             .defer("rendered_spec").select_for_update(of=("self",)))
 
@@ -204,9 +153,6 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
     which agents cannot touch. ``resourceVersion`` moves only when the status actually changed, so a
     heartbeat that reports nothing new does not invalidate clients' cached versions.
     """
-    from devices.health import compute_service_status, disconnected_timeout, transition_events
-    from flightctl.models import Event
-
     now = timezone.now()
     with transaction.atomic():
         _relaxed_commit()
@@ -238,42 +184,11 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
                 "resource_version = %s, updated_at = CASE WHEN %s THEN %s ELSE updated_at END "
                 "WHERE id = %s",
                 [json.dumps(merged), now, version, changed, now, current.pk])
-        events = transition_events(current, before, merged, actor=AGENT_ACTOR,
-                                   component=AGENT_COMPONENT)
+        events = transition_events(current, before, merged, actor=AGENT_API_ACTOR,
+                                   component=AGENT_API_COMPONENT)
         if events:
             Event.objects.bulk_create(events)
     current.resource_version = version
     if changed:
         current.updated_at = now
     return current
-
-
-def request_render(device: Device) -> None:
-    """Ask for ``device`` to be rendered again (its spec or its lifecycle overlays changed).
-
-    Enqueued in the caller's transaction, so the render happens if and only if the change
-    commits.
-    """
-    from flightctl.tasks import enqueue
-
-    enqueue("device-render", {"org_id": str(device.org_id), "name": device.name,
-                              "kind": "Device"})
-
-
-def request_renders(org_id, ids: list[int]) -> None:
-    """Ask for many devices of one organization to be rendered again: one task per
-    :data:`RENDER_BATCH` devices rather than one per device."""
-    from flightctl.tasks import enqueue
-
-    for start in range(0, len(ids), RENDER_BATCH):
-        enqueue("device-render-batch", {"org_id": str(org_id),
-                                        "ids": ids[start:start + RENDER_BATCH]})
-
-
-def request_fleet_render(fleet) -> None:
-    """Ask for every device owned by ``fleet`` to be rendered again (its fleet-level
-    application lifecycle changed); one task renders them page by page."""
-    from flightctl.tasks import enqueue
-
-    enqueue("fleet-render", {"org_id": str(fleet.org_id), "name": fleet.name,
-                             "kind": "Fleet"})

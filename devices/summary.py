@@ -12,6 +12,8 @@ from collections import Counter
 
 from django.db.models import Count
 
+from devices.models import Device
+
 DIMENSIONS = {
     "applicationStatus": "apps_status",
     "summaryStatus": "summary_status",
@@ -65,8 +67,6 @@ def summarize_by_owner(queryset, owners: list[str]) -> dict[str, dict]:
 def add_devices_summaries(org_id, fleets: list[dict]) -> None:
     """Set ``status.devicesSummary`` on each fleet representation in ``fleets`` (a list page
     or a single fleet) over its member devices (``owner = Fleet/<name>``)."""
-    from devices.models import Device
-
     owners = [FLEET_OWNER_PREFIX + fleet["metadata"]["name"] for fleet in fleets]
     summaries = summarize_by_owner(Device.objects.restrict(org_id), owners)
     for fleet, owner in zip(fleets, owners, strict=True):

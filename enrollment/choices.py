@@ -19,15 +19,7 @@ class TPMReason(models.TextChoices):
     CHALLENGE_FAILED = "TPMChallengeFailed"
 
 
-class IntegrityStatus(models.TextChoices):
-    VERIFIED = "Verified"
-    FAILED = "Failed"
-    UNSUPPORTED = "Unsupported"
-
-
-class OsMode(models.TextChoices):
-    IMAGE = "image"
-    PACKAGE = "package"
+# A device's integrity status and OS mode are the device's choices (devices.choices).
 
 
 class Usage(models.TextChoices):

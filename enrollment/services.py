@@ -18,49 +18,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from devices.choices import IntegrityStatus
 from devices.models import Device
 from devices.status import complete_status, initial_status
 from enrollment import signers, tpm
-from enrollment.choices import ConditionType, IntegrityStatus, TPMReason
+from enrollment.choices import ConditionType, TPMReason
 from enrollment.models import CertificateSigningRequest, EnrollmentRequest
 from flightctl import pki
+from flightctl.api.annotations import AWAITING_RECONNECT
+from flightctl.api.conditions import get_condition, is_true, set_condition
 from flightctl.api.errors import ApiError, bad_request, conflict, not_found
 from flightctl.api.events import record_event
+from flightctl.api.resources import run_write_hooks
 from flightctl.api.serializers import timestamp
 
 log = logging.getLogger(__name__)
 
-AWAITING_RECONNECT = "device-controller/awaitingReconnect"
 CHALLENGE_LIFETIME = datetime.timedelta(minutes=5)
 MSG_ALREADY_APPROVED = "Enrollment request is already approved"
 MSG_ALREADY_DENIED = "Enrollment request is already denied"
-
-
-# -- conditions --------------------------------------------------------------------------------
-
-
-def find_condition(status: dict, kind: str) -> dict | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
-
-
-def set_condition(status: dict, kind: str, value: bool, reason: str, message: str) -> None:
-    """Set one condition; ``lastTransitionTime`` moves only when the status flips."""
-    conditions = status.setdefault("conditions", [])
-    new = "True" if value else "False"
-    current = find_condition(status, kind)
-    now = timestamp(timezone.now())
-    if current is None:
-        conditions.append({"type": kind, "status": new, "reason": reason, "message": message,
-                           "lastTransitionTime": now})
-        return
-    if current["status"] != new:
-        current["lastTransitionTime"] = now
-    current.update(status=new, reason=reason, message=message)
-
-
-def is_true(status: dict, kind: str) -> bool:
-    condition = find_condition(status, kind)
-    return bool(condition and condition.get("status") == "True")
 
 
 # -- EnrollmentRequest -------------------------------------------------------------------------
@@ -117,7 +93,7 @@ def create_tpm_challenge(er: EnrollmentRequest, actor: str) -> tuple[bytes, byte
     Returns the marshalled ``TPM2B_ID_OBJECT`` and ``TPM2B_ENCRYPTED_SECRET``; only the
     secret's digest is stored.
     """
-    condition = find_condition(er.status, ConditionType.TPM_VERIFIED)
+    condition = get_condition(er.status, ConditionType.TPM_VERIFIED)
     tcg = _tcg_csr(er)
     if condition is None or tcg is None:
         raise bad_request("enrollment request does not carry a TPM CSR")
@@ -163,7 +139,7 @@ def answer_tpm_challenge(er: EnrollmentRequest, answer: bytes, actor: str) -> bo
 
 def device_integrity(er: EnrollmentRequest, now) -> dict:
     """``status.integrity`` of the device an approval creates (agent.md §2.3)."""
-    condition = find_condition(er.status, ConditionType.TPM_VERIFIED)
+    condition = get_condition(er.status, ConditionType.TPM_VERIFIED)
     if condition is None:
         return {"status": IntegrityStatus.UNSUPPORTED,
                 "info": "TPM not present or not enabled on this device"}
@@ -197,11 +173,7 @@ def _new_device(er: EnrollmentRequest, labels: dict, now) -> Device:
 def _run_device_hooks(device: Device) -> None:
     # Fleet selection and rendering hang off the resource framework's write hooks; a device
     # created by approval must set them in motion like one created through the API.
-    from flightctl.api import resources
-
-    run = getattr(resources, "run_write_hooks", None)
-    if run is not None:
-        run("Device", device, created=True, changed=["spec", "labels"])
+    run_write_hooks("Device", device, created=True, changed=["spec", "labels"])
 
 
 def approve_enrollment_request(org_id, name: str, approval: dict, *, username: str,

@@ -6,5 +6,7 @@ class FleetsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Registers the follow-up work of Device and Fleet writes.
-        from fleets import hooks  # noqa: F401
+        # Imported once the models are loaded (they use them): the write hooks, task
+        # handlers and inventory gauge, and what devices and repos need from fleets, register
+        # themselves (fleets.hooks).
+        from fleets import hooks, metrics, tasks  # noqa: F401

@@ -12,28 +12,17 @@ many) to find matches, one UPDATE for every changed device, one bulk insert for 
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+import copy
 
-from django.db import connection
-
+from devices import bulk
 from devices.models import Device
 from fleets.models import Fleet
-from fleets.selection import label_selector_q
+from flightctl.api.conditions import find_condition, update_conditions
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT
+from flightctl.api.selectors import label_selector_object_q
 from flightctl.models import Event
 
 MULTIPLE_OWNERS = "MultipleOwners"
-ACTOR = "service:flightctl-worker"
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _multiple_owners_condition(fleets: list[str]) -> dict:
-    return {"type": MULTIPLE_OWNERS, "status": "True" if fleets else "False",
-            "reason": MULTIPLE_OWNERS if fleets else "SingleOwner",
-            "message": ",".join(fleets), "lastTransitionTime": _now_text()}
 
 
 def recompute_owners(org_id, devices) -> list[tuple[Device, str | None, str | None]]:
@@ -44,7 +33,7 @@ def recompute_owners(org_id, devices) -> list[tuple[Device, str | None, str | No
     devices = devices.filter(org_id=org_id)
     matches: dict[int, list[str]] = {}
     for fleet in Fleet.objects.restrict(org_id).only("name", "spec"):
-        q = label_selector_q((fleet.spec or {}).get("selector"))
+        q = label_selector_object_q((fleet.spec or {}).get("selector"))
         if q is None:
             continue
         for device_id in devices.filter(q).values_list("id", flat=True):
@@ -65,17 +54,15 @@ def recompute_owners(org_id, devices) -> list[tuple[Device, str | None, str | No
             new_owner = None
         else:
             new_owner = old_owner
-        conditions = [c for c in device.service_conditions or []
-                      if c.get("type") != MULTIPLE_OWNERS]
-        previous = next((c for c in device.service_conditions or []
-                         if c.get("type") == MULTIPLE_OWNERS), None)
+        conditions = copy.deepcopy(device.service_conditions or [])
+        previous = find_condition(device.service_conditions, MULTIPLE_OWNERS)
         ambiguous = fleets if len(fleets) > 1 else []
-        if ambiguous or previous:
-            if previous and previous.get("message") == ",".join(ambiguous):
-                conditions.append(previous)
-            else:
-                conditions.append(_multiple_owners_condition(ambiguous))
-                events.append(_ownership_event(device, ambiguous, previous, new_owner))
+        if (ambiguous or previous) and not (
+                previous and previous.get("message") == ",".join(ambiguous)):
+            update_conditions(conditions, MULTIPLE_OWNERS, bool(ambiguous),
+                              MULTIPLE_OWNERS if ambiguous else "SingleOwner",
+                              ",".join(ambiguous))
+            events.append(_ownership_event(device, ambiguous, previous, new_owner))
         if new_owner == old_owner and conditions == (device.service_conditions or []):
             continue
         if new_owner != old_owner:
@@ -83,26 +70,15 @@ def recompute_owners(org_id, devices) -> list[tuple[Device, str | None, str | No
             events.append(Event(
                 org_id=org_id, involved_kind="Device", involved_name=device.name,
                 reason="ResourceUpdated", message="Device was updated successfully.",
-                actor=ACTOR, source_component="flightctl-worker",
+                actor=WORKER_ACTOR, source_component=WORKER_COMPONENT,
                 details={"detailType": "ResourceUpdated", "updatedFields": ["owner"],
                          "previousOwner": old_owner or "", "newOwner": new_owner or ""}))
         device.owner, device.service_conditions = new_owner, conditions
-        updates.append((device.pk, new_owner, json.dumps(conditions)))
+        updates.append({"id": device.pk, "owner": new_owner, "service_conditions": conditions})
 
-    if updates:
-        with connection.cursor() as cursor:
-            # One statement for every changed device (ownership moves in bulk when a fleet's
-            # selector changes); the ORM would issue one UPDATE per row.
-            cursor.execute(
-                """
-                UPDATE devices_device AS d SET owner = v.owner,
-                    service_conditions = v.conditions::jsonb,
-                    resource_version = d.resource_version + 1
-                FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, owner, conditions)
-                WHERE d.id = v.id
-                """,
-                [list(column) for column in zip(*updates, strict=True)],
-            )
+    # One statement for every changed device: ownership moves in bulk when a fleet's selector
+    # changes.
+    bulk.write_each(updates)
     Event.objects.bulk_create(events)
     return owner_changes
 
@@ -111,14 +87,15 @@ def _ownership_event(device, ambiguous, previous, new_owner) -> Event:
     if ambiguous:
         return Event(
             org_id=device.org_id, involved_kind="Device", involved_name=device.name,
-            reason="DeviceMultipleOwnersDetected", type="Warning", actor=ACTOR,
-            source_component="flightctl-worker",
+            reason="DeviceMultipleOwnersDetected", type="Warning", actor=WORKER_ACTOR,
+            source_component=WORKER_COMPONENT,
             message=f"Device matches multiple fleets: {', '.join(ambiguous)}.",
             details={"detailType": "DeviceMultipleOwnersDetected", "matchingFleets": ambiguous})
     resolution = "SingleMatch" if new_owner else "NoMatch"
     return Event(
         org_id=device.org_id, involved_kind="Device", involved_name=device.name,
-        reason="DeviceMultipleOwnersResolved", actor=ACTOR, source_component="flightctl-worker",
+        reason="DeviceMultipleOwnersResolved", actor=WORKER_ACTOR,
+        source_component=WORKER_COMPONENT,
         message="Device multiple owners conflict was resolved.",
         details={"detailType": "DeviceMultipleOwnersResolved", "resolutionType": resolution,
                  "assignedOwner": new_owner or "",

@@ -30,6 +30,7 @@ changed batch definition restarts from the preliminary batch.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -41,18 +42,20 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from devices import bulk
 from devices.models import Device
-from devices.rendering import render_devices
+from devices.rendering import SPEC_VALID, render_devices
 from fleets import choices as c
 from fleets.models import Fleet, TemplateVersion
-from fleets.selection import label_selector_q
 from fleets.templates import TemplateError, current_template_version, device_spec
-from flightctl.api.conditions import set_condition
-from flightctl.api.events import record_event
+from flightctl.api import annotations as keys
+from flightctl.api.conditions import set_condition, update_conditions
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
+from flightctl.api.selectors import label_selector_object_q
 from flightctl.config import parse_duration
+from flightctl.tasks import enqueue
 
 PAGE = 1000
-ACTOR = "service:flightctl-worker"
 ROLLOUT = "RolloutInProgress"
 INACTIVE = "Rollout is not in progress"
 
@@ -64,19 +67,13 @@ def _members(fleet: Fleet):
 def _on_tv(tv_name: str) -> Q:
     # Containment rather than a key lookup: ``annotations->'k' = v`` is NULL for a missing key,
     # so its negation would silently drop devices that never had the annotation.
-    return Q(annotations__contains={c.DEVICE_TV: tv_name})
+    return Q(annotations__contains={keys.TEMPLATE_VERSION: tv_name})
 
 
 def _event(fleet: Fleet, reason: str, message: str, details: dict | None = None,
            type_: str = "Normal") -> None:
-    record_event(fleet.org_id, "Fleet", fleet.name, reason, message, actor=ACTOR, type=type_,
-                 details=details, component="flightctl-worker")
-
-
-def _bulk_update(sql: str, rows: list[tuple]) -> None:
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+    record_event(fleet.org_id, "Fleet", fleet.name, reason, message, actor=WORKER_ACTOR,
+                 type=type_, details=details, component=WORKER_COMPONENT)
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -139,8 +136,6 @@ def dispatch_fleet(fleet_pk: int, *, seconds: float | None = None) -> int:
 
 
 def _dispatch_fleet(fleet_pk: int, deadline: float) -> int:
-    from flightctl.tasks import enqueue
-
     rate = settings.FLIGHTCTL.rollout_dispatch_rate
     size = min(PAGE, max(1, rate // 10))  # ten pages a second: a stream, not bursts
     dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
@@ -181,42 +176,23 @@ def _dispatch_page(tv: TemplateVersion, page: list[Device]) -> list[Device]:
         try:
             spec = device_spec(tv.status, device)
         except TemplateError as exc:
-            annotations[c.ROLLOUT_ERROR] = str(exc)
-            conditions = [x for x in device.service_conditions or []
-                          if x.get("type") != "SpecValid"]
-            conditions.append({"type": "SpecValid", "status": "False",
-                               "reason": "Invalid", "message": str(exc),
-                               "lastTransitionTime": timezone.now().strftime(
-                                   "%Y-%m-%dT%H:%M:%SZ")})
-            failed.append((device.pk, json.dumps(annotations), json.dumps(conditions)))
+            annotations[keys.LAST_ROLLOUT_ERROR] = str(exc)
+            conditions = copy.deepcopy(device.service_conditions or [])
+            update_conditions(conditions, SPEC_VALID, False, "Invalid", str(exc))
+            failed.append({"id": device.pk, "annotations": annotations,
+                           "service_conditions": conditions})
             continue
-        annotations.pop(c.ROLLOUT_ERROR, None)
-        annotations[c.DEVICE_TV] = tv.name
+        annotations.pop(keys.LAST_ROLLOUT_ERROR, None)
+        annotations[keys.TEMPLATE_VERSION] = tv.name
         changed = spec != (device.spec or {})
         if changed:  # e.g. a relabelled member: its rendered TemplateVersion is stale
-            annotations.pop(c.RENDERED_TV, None)
-        ok.append((device.pk, json.dumps(spec), json.dumps(annotations), changed))
+            annotations.pop(keys.RENDERED_TEMPLATE_VERSION, None)
+        ok.append({"id": device.pk, "spec": spec, "annotations": annotations,
+                   "spec_changed": changed})
         device.spec, device.annotations = spec, annotations
         sent.append(device)
-    # Raw UPDATE ... FROM unnest: one statement per page instead of one per device.
-    _bulk_update(
-        """
-        UPDATE devices_device AS d SET spec = v.spec::jsonb,
-            annotations = v.annotations::jsonb,
-            generation = d.generation + (CASE WHEN v.changed THEN 1 ELSE 0 END),
-            resource_version = d.resource_version + 1
-        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[])
-             AS v(id, spec, annotations, changed)
-        WHERE d.id = v.id
-        """, ok)
-    _bulk_update(
-        """
-        UPDATE devices_device AS d SET annotations = v.annotations::jsonb,
-            service_conditions = v.conditions::jsonb,
-            resource_version = d.resource_version + 1
-        FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, annotations, conditions)
-        WHERE d.id = v.id
-        """, failed)
+    bulk.write_each(ok)
+    bulk.write_each(failed)
     return sent
 
 
@@ -241,7 +217,7 @@ def _render(devices: list[Device], fleet: Fleet) -> int:
 def render_pending(fleet: Fleet, tv: TemplateVersion) -> int:
     """Render dispatched devices that have not rendered ``tv`` yet, as the budget allows."""
     pending = _members(fleet).filter(_on_tv(tv.name)).exclude(
-        annotations__contains={c.RENDERED_TV: tv.name})
+        annotations__contains={keys.RENDERED_TEMPLATE_VERSION: tv.name})
     budget = ((fleet.spec or {}).get("rolloutPolicy") or {}).get("disruptionBudget")
     rendered = 0
     with transaction.atomic():
@@ -326,10 +302,10 @@ def completion(fleet: Fleet, tv: TemplateVersion) -> dict:
     timeout = parse_duration(_policy(fleet).get("defaultUpdateTimeout") or c.DEFAULT_UPDATE_TIMEOUT)
     deadline = timezone.now() - timedelta(seconds=timeout)
     counts = {"total": 0, "successful": 0, "failed": 0, "timedOut": 0, "complete": 0}
-    for device in _members(fleet).filter(annotations__has_key=c.SELECTED).only(
+    for device in _members(fleet).filter(annotations__has_key=keys.SELECTED_FOR_ROLLOUT).only(
             "status", "annotations", "rendered_version", "rendered_at"):
         counts["total"] += 1
-        if (device.annotations or {}).get(c.RENDERED_TV) != tv.name:
+        if (device.annotations or {}).get(keys.RENDERED_TEMPLATE_VERSION) != tv.name:
             continue
         if _reported(device) == str(device.rendered_version):
             counts["successful"] += 1
@@ -357,7 +333,7 @@ def _select(fleet: Fleet, tv: TemplateVersion, number: int) -> int:
     limit = None
     if number < len(sequence):
         batch = sequence[number]
-        q = label_selector_q(batch.get("selector")) if batch.get("selector") else Q()
+        q = label_selector_object_q(batch.get("selector")) if batch.get("selector") else Q()
         if q is None:
             return 0
         in_batch = _members(fleet).filter(q)
@@ -371,27 +347,22 @@ def _select(fleet: Fleet, tv: TemplateVersion, number: int) -> int:
             limit = max(0, round(total * int(raw[:-1]) / 100) - done)
     ids = list(candidates.order_by("name").values_list("pk", flat=True)[:limit])
     if ids:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE devices_device SET annotations = annotations || %s::jsonb "
-                "WHERE id = ANY(%s)", [json.dumps({c.SELECTED: ""}), ids])
+        bulk.merge_annotations(Device.objects.filter(pk__in=ids),
+                               {keys.SELECTED_FOR_ROLLOUT: ""})
     return len(ids)
 
 
 def _unselect(fleet: Fleet) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE devices_device SET annotations = annotations - %s "
-            "WHERE org_id = %s AND owner = %s AND annotations ? %s",
-            [c.SELECTED, fleet.org_id, f"Fleet/{fleet.name}", c.SELECTED])
+    bulk.remove_annotation(_members(fleet).filter(
+        annotations__has_key=keys.SELECTED_FOR_ROLLOUT), keys.SELECTED_FOR_ROLLOUT)
 
 
 def in_explicit_batch(fleet: Fleet, tv: TemplateVersion) -> bool:
     """True while a batch rollout of ``tv`` has not reached its final implicit batch."""
     ann = fleet.annotations or {}
-    if not _sequence(fleet) or ann.get(c.DEPLOYING_TV) != tv.name:
+    if not _sequence(fleet) or ann.get(keys.DEPLOYING_TEMPLATE_VERSION) != tv.name:
         return False
-    return int(ann.get(c.BATCH_NUMBER, "-1")) < len(_sequence(fleet))
+    return int(ann.get(keys.BATCH_NUMBER, "-1")) < len(_sequence(fleet))
 
 
 def _save(fleet: Fleet) -> None:
@@ -410,8 +381,9 @@ def progress(fleet: Fleet) -> None:
     fleet.status = dict(fleet.status or {})
     ann, status = fleet.annotations, fleet.status
     if not _policy(fleet).get("deviceSelection"):
-        if c.BATCH_NUMBER in ann:
-            for key in (c.BATCH_NUMBER, c.ROLLOUT_APPROVED, c.DEPLOYING_TV, c.COMPLETION_REPORT):
+        if keys.BATCH_NUMBER in ann:
+            for key in (keys.BATCH_NUMBER, keys.ROLLOUT_APPROVED, keys.DEPLOYING_TEMPLATE_VERSION,
+                        keys.COMPLETION_REPORT):
                 ann.pop(key, None)
             _unselect(fleet)
         # The devices are dispatched by dispatch_fleet once this transaction has committed.
@@ -419,13 +391,14 @@ def progress(fleet: Fleet) -> None:
         _save(fleet)
         return
     count = len(_sequence(fleet))
-    if ann.get(c.DEPLOYING_TV) != tv.name or ann.get(c.SELECTION_DIGEST) != _digest(fleet):
+    if (ann.get(keys.DEPLOYING_TEMPLATE_VERSION) != tv.name
+            or ann.get(keys.SELECTION_DIGEST) != _digest(fleet)):
         _unselect(fleet)
-        ann.update({c.DEPLOYING_TV: tv.name, c.SELECTION_DIGEST: _digest(fleet),
-                    c.BATCH_NUMBER: "-1", c.ROLLOUT_APPROVED: "false"})
-        ann.setdefault(c.APPROVAL_METHOD, c.ApprovalMethod.AUTOMATIC)
-        ann.pop(c.COMPLETION_REPORT, None)
-        ann.pop(c.REPORTED_BATCH, None)
+        ann.update({keys.DEPLOYING_TEMPLATE_VERSION: tv.name, keys.SELECTION_DIGEST: _digest(fleet),
+                    keys.BATCH_NUMBER: "-1", keys.ROLLOUT_APPROVED: "false"})
+        ann.setdefault(keys.APPROVAL_METHOD, c.ApprovalMethod.AUTOMATIC)
+        ann.pop(keys.COMPLETION_REPORT, None)
+        ann.pop(keys.REPORTED_BATCH, None)
     try:
         _walk(fleet, tv, count)
     finally:
@@ -436,21 +409,21 @@ def progress(fleet: Fleet) -> None:
 def _walk(fleet: Fleet, tv: TemplateVersion, count: int) -> None:
     ann, status = fleet.annotations, fleet.status
     for _ in range(count + 3):  # each pass moves at most one batch
-        number = int(ann.get(c.BATCH_NUMBER, "-1"))
+        number = int(ann.get(keys.BATCH_NUMBER, "-1"))
         name = batch_name(number, count)
         if number > count:
             set_condition(status, ROLLOUT, False, c.RolloutReason.INACTIVE, INACTIVE)
             return
-        if ann.get(c.ROLLOUT_PAUSED) == "true":
+        if ann.get(keys.ROLLOUT_PAUSED) == "true":
             set_condition(status, ROLLOUT, False, c.RolloutReason.SUSPENDED,
                           f"Rollout is paused at {name}")
             return
-        if ann.get(c.ROLLOUT_APPROVED) != "true":
+        if ann.get(keys.ROLLOUT_APPROVED) != "true":
             if not _may_approve(fleet, number):
                 _suspend(fleet, number, count)
                 return
-            ann[c.ROLLOUT_APPROVED] = "true"
-        selected = _members(fleet).filter(annotations__has_key=c.SELECTED)
+            ann[keys.ROLLOUT_APPROVED] = "true"
+        selected = _members(fleet).filter(annotations__has_key=keys.SELECTED_FOR_ROLLOUT)
         not_dispatched = selected.exclude(_on_tv(tv.name))
         if not_dispatched.exists():
             set_condition(status, ROLLOUT, True, c.RolloutReason.ACTIVE,
@@ -464,7 +437,7 @@ def _walk(fleet: Fleet, tv: TemplateVersion, count: int) -> None:
         if counts["complete"] < counts["total"]:
             set_condition(status, ROLLOUT, True, c.RolloutReason.ACTIVE, f"Rolling out {name}")
             return
-        if number >= 0 and ann.get(c.REPORTED_BATCH) != str(number):
+        if number >= 0 and ann.get(keys.REPORTED_BATCH) != str(number):
             _report(fleet, tv, number, count, counts)
         _advance(fleet, tv, number, count)
 
@@ -473,17 +446,17 @@ def _may_approve(fleet: Fleet, number: int) -> bool:
     ann = fleet.annotations
     if number < 0:
         return True
-    if ann.get(c.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL:
+    if ann.get(keys.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL:
         return False
-    report = json.loads(ann.get(c.COMPLETION_REPORT) or "null")
+    report = json.loads(ann.get(keys.COMPLETION_REPORT) or "null")
     return report is None or report["successPercentage"] >= _threshold(fleet, number - 1)
 
 
 def _suspend(fleet: Fleet, number: int, count: int) -> None:
     ann, status = fleet.annotations, fleet.status
     name = batch_name(number, count)
-    report = json.loads(ann.get(c.COMPLETION_REPORT) or "null")
-    if ann.get(c.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL and (
+    report = json.loads(ann.get(keys.COMPLETION_REPORT) or "null")
+    if ann.get(keys.APPROVAL_METHOD) == c.ApprovalMethod.MANUAL and (
             report is None or report["successPercentage"] >= _threshold(fleet, number - 1)):
         set_condition(status, ROLLOUT, False, c.RolloutReason.WAITING,
                       f"Waiting for {name} to be approved")
@@ -496,7 +469,8 @@ def _suspend(fleet: Fleet, number: int, count: int) -> None:
     )
     if set_condition(status, ROLLOUT, False, c.RolloutReason.SUSPENDED, message):
         _event(fleet, "FleetRolloutFailed", message,
-               {"detailType": "FleetRolloutFailed", "templateVersion": ann.get(c.DEPLOYING_TV)},
+               {"detailType": "FleetRolloutFailed",
+                "templateVersion": ann.get(keys.DEPLOYING_TEMPLATE_VERSION)},
                "Warning")
 
 
@@ -508,8 +482,8 @@ def _report(fleet: Fleet, tv: TemplateVersion, number: int, count: int, counts: 
     report = {"batchName": name, "successPercentage": percentage, "total": total,
               "successful": counts["successful"], "failed": counts["failed"],
               "timedOut": counts["timedOut"]}
-    ann[c.COMPLETION_REPORT] = json.dumps(report)
-    ann[c.REPORTED_BATCH] = str(number)
+    ann[keys.COMPLETION_REPORT] = json.dumps(report)
+    ann[keys.REPORTED_BATCH] = str(number)
     _event(fleet, "FleetRolloutBatchCompleted",
            f"Fleet rollout {name} of template version {tv.name} completed: {percentage}% "
            "successful.",
@@ -525,8 +499,8 @@ def _advance(fleet: Fleet, tv: TemplateVersion, number: int, count: int) -> None
     ann = fleet.annotations
     _unselect(fleet)
     number += 1
-    ann[c.BATCH_NUMBER] = str(number)
-    ann[c.ROLLOUT_APPROVED] = "false"
+    ann[keys.BATCH_NUMBER] = str(number)
+    ann[keys.ROLLOUT_APPROVED] = "false"
     if number <= count:
         _select(fleet, tv, number)
     fleet.status.setdefault("rollout", {})["currentBatch"] = max(number, 0)
@@ -536,7 +510,7 @@ def _advance(fleet: Fleet, tv: TemplateVersion, number: int, count: int) -> None
 
 
 def pause(fleet: Fleet) -> None:
-    fleet.annotations = {**(fleet.annotations or {}), c.ROLLOUT_PAUSED: "true"}
+    fleet.annotations = {**(fleet.annotations or {}), keys.ROLLOUT_PAUSED: "true"}
     fleet.status = dict(fleet.status or {})
     set_condition(fleet.status, ROLLOUT, False, c.RolloutReason.SUSPENDED, "Rollout is paused")
     _save(fleet)
@@ -544,15 +518,15 @@ def pause(fleet: Fleet) -> None:
 
 def resume(fleet: Fleet) -> None:
     fleet.annotations = {k: v for k, v in (fleet.annotations or {}).items()
-                         if k != c.ROLLOUT_PAUSED}
+                         if k != keys.ROLLOUT_PAUSED}
     _save(fleet)
 
 
 def approve(fleet: Fleet) -> None:
-    fleet.annotations = {**(fleet.annotations or {}), c.ROLLOUT_APPROVED: "true"}
+    fleet.annotations = {**(fleet.annotations or {}), keys.ROLLOUT_APPROVED: "true"}
     _save(fleet)
 
 
 def set_approval_method(fleet: Fleet, method: str) -> None:
-    fleet.annotations = {**(fleet.annotations or {}), c.APPROVAL_METHOD: method}
+    fleet.annotations = {**(fleet.annotations or {}), keys.APPROVAL_METHOD: method}
     _save(fleet)

@@ -1,4 +1,4 @@
-"""Task handlers of the fleets app: validation, ownership, rollout progression, rendering.
+"""Task handlers of the fleets app: validation, ownership, rollout progression, fleet renders.
 
 Every handler is idempotent (delivery is at-least-once): TemplateVersion names are
 deterministic, ownership is recomputed from labels, dispatch skips devices already on the
@@ -11,19 +11,22 @@ from django.db import transaction
 from django.db.models import Q
 
 from devices.models import Device
+from devices.owners import attach_fleet_annotations
 from devices.rendering import render_devices
 from fleets import rollout
 from fleets.models import Fleet
 from fleets.ownership import recompute_owners
-from fleets.selection import label_selector_q
 from fleets.templates import (
     create_template_version,
     current_template_version,
     invalid_configuration,
     mark_invalid,
 )
-from flightctl.config import parse_duration
+from flightctl.api.annotations import TEMPLATE_VERSION
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
+from flightctl.api.selectors import label_selector_object_q
 from flightctl.tasks import handler, periodic, setting_interval
+from repos.choices import Reason
 
 
 def _fleet(payload: dict, *, lock: bool = True) -> Fleet | None:
@@ -78,7 +81,7 @@ def _after_owner_changes(org_id, changes) -> None:
 def _match(org_id, name: str, fleet: Fleet | None) -> None:
     q = Q(owner=f"Fleet/{name}") | Q(service_conditions__contains=[
         {"type": "MultipleOwners", "status": "True"}])
-    selector_q = label_selector_q((fleet.spec or {}).get("selector")) if fleet else None
+    selector_q = label_selector_object_q((fleet.spec or {}).get("selector")) if fleet else None
     if selector_q is not None:
         q |= selector_q
     changes = recompute_owners(org_id, Device.objects.filter(q))
@@ -122,7 +125,7 @@ def adopt_pending(org_id) -> int:
             # their first render, so their agents have a version to report.
             unrendered = list(devices.filter(rendered_version=0).select_for_update())
             if unrendered:
-                _attach_fleet_annotations(org_id, unrendered)
+                attach_fleet_annotations(org_id, unrendered)
                 render_devices(unrendered)
             devices.update(owner_pending=False)
             adopted += len(ids)
@@ -141,42 +144,11 @@ def _refresh_members(org_id, devices) -> None:
                 rollout._on_tv(tv.name)), refresh=True)
 
 
-def _attach_fleet_annotations(org_id, devices: list[Device]) -> None:
-    names = {d.owner.split("/", 1)[1] for d in devices if (d.owner or "").startswith("Fleet/")}
-    annotations = dict(Fleet.objects.restrict(org_id).filter(name__in=names)
-                       .values_list("name", "annotations")) if names else {}
-    for device in devices:
-        owner = device.owner or ""
-        device.fleet_annotations = (annotations.get(owner.split("/", 1)[1]) or {}
-                                    if owner.startswith("Fleet/") else {})
-
-
 @handler("device-owner")
 def match_device(payload: dict) -> None:
     """A device was created or relabelled (and flagged ``owner_pending`` in that write's
     transaction): run the adoption pass of its organization."""
     adopt_pending(payload["org_id"])
-
-
-@handler("device-render")
-def render_device(payload: dict) -> None:
-    with transaction.atomic():
-        device = Device.objects.filter(org_id=payload["org_id"], name=payload["name"]
-                                       ).select_for_update().first()
-        if device is None:
-            return
-        _attach_fleet_annotations(device.org_id, [device])
-        render_devices([device])
-
-
-@handler("device-render-batch")
-def render_device_batch(payload: dict) -> None:
-    """Render the listed devices of one organization (devices.rendering.request_renders)."""
-    with transaction.atomic():
-        devices = list(Device.objects.filter(org_id=payload["org_id"], pk__in=payload["ids"])
-                       .select_for_update().order_by("pk"))
-        _attach_fleet_annotations(payload["org_id"], devices)
-        render_devices(devices)
 
 
 @handler("fleet-render")
@@ -196,7 +168,7 @@ def render_fleet(payload: dict) -> None:
 @periodic("rollout-progress", setting_interval("rollout_interval"))
 def progress_all() -> None:
     """Advance every fleet that has a TemplateVersion (batches, budgets, late joiners)."""
-    ids = list(Fleet.objects.filter(annotations__has_key="fleet-controller/templateVersion")
+    ids = list(Fleet.objects.filter(annotations__has_key=TEMPLATE_VERSION)
                .values_list("pk", flat=True))
     for pk in ids:
         with transaction.atomic():
@@ -209,23 +181,25 @@ def progress_all() -> None:
         rollout.dispatch_fleet(pk, seconds=2)
 
 
-@periodic("event-cleanup", setting_interval("event_cleanup_interval"))
-def clean_events() -> None:
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
-    from flightctl.models import Event
-
-    retention = parse_duration(settings.FLIGHTCTL.event_retention)
-    Event.objects.filter(created_at__lt=timezone.now() - timedelta(seconds=retention)).delete()
-
-
-@periodic("device-connectivity", setting_interval("connectivity_interval"))
-def check_connectivity() -> None:
-    try:
-        from devices.health import check_connectivity as check
-    except ImportError:  # health computation not installed in this build
-        return
-    check()
+def renew_template_version(tv, changes: list[tuple[str, str]]) -> bool:
+    """A dependency of ``tv`` (its fleet's current TemplateVersion) changed: ``changes`` are
+    ``(key, new fingerprint)``. Make the fleet a new TemplateVersion whose content is fetched
+    afresh and roll it out; False if there is nothing to do (registered with
+    repos.dependencies)."""
+    with transaction.atomic():
+        fleet = Fleet.objects.select_for_update().filter(pk=tv.fleet_id).first()
+        if fleet is None or (fleet.annotations or {}).get(TEMPLATE_VERSION) != tv.name:
+            return False  # the template changed meanwhile: its new version fetches afresh
+        fingerprint = tv.name + "|" + ";".join(f"{key}={value}" for key, value in changes)
+        new = create_template_version(fleet, fingerprint=fingerprint)
+        if new is None:
+            return False
+        for key, value in changes:
+            record_event(fleet.org_id, "Fleet", fleet.name, Reason.DEPENDENCY_CHANGE,
+                         f"Dependency {key} changed to {value}: new template version "
+                         f"{new.name}.", actor=WORKER_ACTOR, component=WORKER_COMPONENT,
+                         details={"detailType": "DependencyChangeDetected",
+                                  "resourceKey": key, "fingerprint": value})
+        rollout.progress(fleet)
+    rollout.dispatch_fleet(fleet.pk)
+    return True

@@ -14,17 +14,20 @@ import base64
 import binascii
 import hashlib
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
+from devices import bulk
+from devices.choices import DeviceUpdatedStatus
+from devices.health import MSG_FLEET_NOT_SCHEDULED
 from devices.models import Device
-from fleets import choices
+from devices.owners import fleet_name
 from fleets.models import Fleet, TemplateVersion
+from flightctl.api.annotations import TEMPLATE_VERSION
 from flightctl.api.conditions import get_condition, set_condition
-from flightctl.api.events import record_event
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from flightctl.models import EventType
 from flightctl.templating import TemplateError, has_placeholders, render
-
-ACTOR = "service:flightctl-worker"
+from repos.models import Repository
 
 
 def _resolve(value, name: str, labels: dict):
@@ -77,19 +80,19 @@ def create_template_version(fleet: Fleet, fingerprint: str | None = None
     except IntegrityError:
         return None  # delivered twice: the first delivery did the work
     annotations = dict(fleet.annotations or {})
-    annotations[choices.FLEET_TV] = name
+    annotations[TEMPLATE_VERSION] = name
     status_doc = dict(fleet.status or {})
     was_invalid = (get_condition(status_doc, "Valid") or {}).get("status") == "False"
     set_condition(status_doc, "Valid", True, "Valid")
     if was_invalid:
         record_event(fleet.org_id, "Fleet", fleet.name, "FleetValid", "Fleet is valid.",
-                     actor=ACTOR, component="flightctl-worker")
+                     actor=WORKER_ACTOR, component=WORKER_COMPONENT)
     Fleet.objects.filter(pk=fleet.pk).update(annotations=annotations, status=status_doc)
     fleet.annotations, fleet.status = annotations, status_doc
     strategy = "Batched" if _device_selection(fleet) else "None"
     record_event(fleet.org_id, "Fleet", fleet.name, "FleetRolloutStarted",
-                 f"Fleet rollout of template version {name} started.", actor=ACTOR,
-                 component="flightctl-worker",
+                 f"Fleet rollout of template version {name} started.", actor=WORKER_ACTOR,
+                 component=WORKER_COMPONENT,
                  details={"detailType": "FleetRolloutStarted", "templateVersion": name,
                           "rolloutStrategy": strategy})
     mark_out_of_date(fleet)
@@ -104,8 +107,6 @@ def invalid_configuration(fleet: Fleet) -> str | None:
     """Why the fleet's template cannot be frozen, or None: every ``gitRef``/``httpRef`` must
     name a Repository of the organization, of the provider's type (service.md §1.3). One
     query, whatever the number of providers."""
-    from repos.models import Repository
-
     config = (((fleet.spec or {}).get("template") or {}).get("spec") or {}).get("config") or []
     refs = [(item.get("name"), kind, item[kind].get("repository"))
             for item in config if isinstance(item, dict)
@@ -139,24 +140,17 @@ def mark_invalid(fleet: Fleet, message: str) -> None:
     fleet.status = status_doc
     if not was_false:
         record_event(fleet.org_id, "Fleet", fleet.name, "FleetInvalid",
-                     f"Fleet is invalid: {message}", actor=ACTOR, type=EventType.WARNING,
-                     component="flightctl-worker")
+                     f"Fleet is invalid: {message}", actor=WORKER_ACTOR, type=EventType.WARNING,
+                     component=WORKER_COMPONENT)
 
 
 def mark_out_of_date(fleet: Fleet) -> None:
-    from devices.health import MSG_FLEET_NOT_SCHEDULED
-
-    with connection.cursor() as cursor:
-        # jsonb_set on every member row in one statement: a new template makes the whole
-        # fleet out of date at once, however large it is.
-        cursor.execute(
-            """
-            UPDATE devices_device SET status = jsonb_set(status, '{updated}',
-                jsonb_build_object('status', 'OutOfDate', 'info', %s::text))
-            WHERE org_id = %s AND owner = %s AND status -> 'updated' ->> 'status' = 'UpToDate'
-            """,
-            [MSG_FLEET_NOT_SCHEDULED, fleet.org_id, f"Fleet/{fleet.name}"],
-        )
+    """Every member that was up to date is out of date now, in one statement however large
+    the fleet is."""
+    bulk.set_status_member(
+        Device.objects.filter(org_id=fleet.org_id, owner=f"Fleet/{fleet.name}",
+                              updated_status=DeviceUpdatedStatus.UP_TO_DATE),
+        "updated", {"status": DeviceUpdatedStatus.OUT_OF_DATE, "info": MSG_FLEET_NOT_SCHEDULED})
 
 
 def _device_selection(fleet: Fleet) -> dict | None:
@@ -164,10 +158,25 @@ def _device_selection(fleet: Fleet) -> dict | None:
 
 
 def current_template_version(fleet: Fleet) -> TemplateVersion | None:
-    name = (fleet.annotations or {}).get(choices.FLEET_TV)
+    name = (fleet.annotations or {}).get(TEMPLATE_VERSION)
     if not name:
         return None
     return TemplateVersion.objects.filter(fleet=fleet, name=name).first()
+
+
+def template_version_of(device) -> TemplateVersion | None:
+    """The TemplateVersion a fleet member renders, or None for a standalone device: the scope
+    in which git and HTTP content is frozen (registered with repos.providers)."""
+    name, tv_name = fleet_name(device), (device.annotations or {}).get(TEMPLATE_VERSION)
+    if name is None or not tv_name:
+        return None
+    cached = getattr(device, "_frozen_tv", None)
+    if cached is not None and cached.name == tv_name:
+        return cached
+    tv = TemplateVersion.objects.filter(fleet__org_id=device.org_id, fleet__name=name,
+                                        name=tv_name).first()
+    device._frozen_tv = tv
+    return tv
 
 
 __all__ = ["TemplateError", "create_template_version", "current_template_version",

@@ -9,6 +9,8 @@ class FlightctlConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from flightctl import metrics
+        # Imported once the models are loaded (they use them): the task queue's gauges and
+        # the framework's periodic jobs register themselves.
+        from flightctl import alerts, jobs, metrics  # noqa: F401
 
         metrics.register()

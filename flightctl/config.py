@@ -15,9 +15,11 @@ import dataclasses
 import ipaddress
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import platformdirs
 import yaml
 
 ENV_PREFIX = "FLIGHTCTL_"
@@ -31,12 +33,9 @@ class ConfigError(ValueError):
 
 
 def default_data_dir() -> Path:
-    import warnings
-
-    import platformdirs
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # e.g. about an unset XDG_RUNTIME_DIR: not ours
+
         return Path(platformdirs.user_data_dir("flightctl", appauthor=False))
 
 

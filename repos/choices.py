@@ -62,5 +62,3 @@ SECRET_FIELDS = (
 )
 
 RESOURCE_SYNC_OWNER = "ResourceSync/"
-ACTOR = "service:flightctl-worker"
-COMPONENT = "flightctl-worker"

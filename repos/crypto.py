@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 
 from repos.choices import MASK, SECRET_FIELDS
 
@@ -32,8 +33,6 @@ class SecretError(ValueError):
 
 
 def key_path() -> Path:
-    from django.conf import settings
-
     configured = settings.FLIGHTCTL.encryption_key_file
     return Path(configured) if configured else Path(settings.DATA_DIR) / "encryption.key"
 

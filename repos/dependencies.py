@@ -4,9 +4,10 @@ Each tick probes every dependency in use once (``git ls-remote`` of the revision
 HTTP URL) and compares it with what was rendered:
 
 * a fleet's current TemplateVersion froze a commit or body (repos.providers); when the live
-  one differs, the fleet gets a new TemplateVersion ``v<generation>-<hash>`` (the hash of the
-  previous TemplateVersion and the new fingerprints, so a delivery twice makes it once and a
-  branch moving back and forth still makes a new one) and its rollout starts;
+  one differs, the fleets app (through the hook it registered with :func:`on_renewal`) gives
+  the fleet a new TemplateVersion ``v<generation>-<hash>`` (the hash of the previous
+  TemplateVersion and the new fingerprints, so a delivery twice makes it once and a branch
+  moving back and forth still makes a new one) and starts its rollout;
 * a standalone device recorded what its last render used; when that differs it is re-rendered.
 
 Both record ``DependencyChangeDetected`` (``resourceKey`` such as ``git:my-repo/main`` and the
@@ -18,19 +19,31 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.db import transaction
 
-from flightctl.api.events import record_event
-from flightctl.tasks import enqueue
+from devices.hooks import request_render
+from flightctl.api.annotations import TEMPLATE_VERSION
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from repos import access, git
-from repos.choices import ACTOR, COMPONENT, Reason, RepoType
+from repos.choices import Reason, RepoType
 from repos.crypto import SecretError
 from repos.models import ConfigSnapshot
 from repos.providers import ProviderError, body_fingerprint, fetch_http, repository_spec
 
 log = logging.getLogger(__name__)
-FLEET_TV = "fleet-controller/templateVersion"
+
+#: ``renew(tv, changes) -> bool``: a new TemplateVersion for the fleet of ``tv``, whose
+#: dependencies changed (``changes``: ``(key, new fingerprint)``); True if one was made
+_RENEWALS: list[Callable] = []
+
+
+def on_renewal(renew: Callable) -> Callable:
+    """Register ``renew(tv, changes)`` (fleets.hooks)."""
+    if renew not in _RENEWALS:
+        _RENEWALS.append(renew)
+    return renew
 
 
 class _Prober:
@@ -59,9 +72,10 @@ class _Prober:
             return body_fingerprint(fetch_http(spec, reference))
         except (git.GitError, access.AccessError, ProviderError, SecretError) as exc:
             record_event(org_id, "Repository", repository, Reason.DEPENDENCY_PROBE_FAILED,
-                         f"Probing {key} failed: {exc}", actor=ACTOR, component=COMPONENT,
-                         type="Warning", details={"detailType": "DependencySyncProbeFailed",
-                                                  "resourceKey": key, "error": str(exc)})
+                         f"Probing {key} failed: {exc}", actor=WORKER_ACTOR,
+                         component=WORKER_COMPONENT, type="Warning",
+                         details={"detailType": "DependencySyncProbeFailed",
+                                  "resourceKey": key, "error": str(exc)})
             return None
 
 
@@ -76,7 +90,7 @@ def _sync_fleets(probe: _Prober) -> list[str]:
     for snapshot in ConfigSnapshot.objects.filter(template_version__isnull=False).select_related(
             "template_version__fleet").order_by("pk"):
         tv = snapshot.template_version
-        if (tv.fleet.annotations or {}).get(FLEET_TV) == tv.name:  # only the current one
+        if (tv.fleet.annotations or {}).get(TEMPLATE_VERSION) == tv.name:  # the current one
             frozen[tv.pk].append(snapshot)
     renewed = []
     for snapshots in frozen.values():
@@ -86,33 +100,9 @@ def _sync_fleets(probe: _Prober) -> list[str]:
             live = probe(snapshot.org_id, snapshot.repository, snapshot.key)
             if live is not None and live != snapshot.fingerprint:
                 changes.append((snapshot.key, live))
-        if changes and _renew(tv, changes):
+        if changes and any([renew(tv, changes) for renew in _RENEWALS]):
             renewed.append(tv.fleet.name)
     return renewed
-
-
-def _renew(tv, changes: list[tuple[str, str]]) -> bool:
-    from fleets import rollout
-    from fleets.models import Fleet
-    from fleets.templates import create_template_version
-
-    with transaction.atomic():
-        fleet = Fleet.objects.select_for_update().filter(pk=tv.fleet_id).first()
-        if fleet is None or (fleet.annotations or {}).get(FLEET_TV) != tv.name:
-            return False  # the template changed meanwhile: its new version fetches afresh
-        fingerprint = tv.name + "|" + ";".join(f"{key}={value}" for key, value in changes)
-        new = create_template_version(fleet, fingerprint=fingerprint)
-        if new is None:
-            return False
-        for key, value in changes:
-            record_event(fleet.org_id, "Fleet", fleet.name, Reason.DEPENDENCY_CHANGE,
-                         f"Dependency {key} changed to {value}: new template version "
-                         f"{new.name}.", actor=ACTOR, component=COMPONENT,
-                         details={"detailType": "DependencyChangeDetected",
-                                  "resourceKey": key, "fingerprint": value})
-        rollout.progress(fleet)
-    rollout.dispatch_fleet(fleet.pk)
-    return True
 
 
 def _sync_devices(probe: _Prober) -> list[str]:
@@ -129,10 +119,9 @@ def _sync_devices(probe: _Prober) -> list[str]:
         with transaction.atomic():
             for key, value in changes:
                 record_event(device.org_id, "Device", device.name, Reason.DEPENDENCY_CHANGE,
-                             f"Dependency {key} changed to {value}.", actor=ACTOR,
-                             component=COMPONENT,
+                             f"Dependency {key} changed to {value}.", actor=WORKER_ACTOR,
+                             component=WORKER_COMPONENT,
                              details={"detailType": "DependencyChangeDetected",
                                       "resourceKey": key, "fingerprint": value})
-            enqueue("device-render", {"org_id": str(device.org_id), "name": device.name,
-                                      "kind": "Device"})
+            request_render(device)
     return sorted(device.name for device, _ in changed.values())

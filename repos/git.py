@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 TIMEOUT = 60
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _USERINFO_RE = re.compile(r"(\w+://)[^/@\s]+@")
@@ -66,8 +68,6 @@ def _write_secret(directory: Path, name: str, data: bytes, mode: int = 0o600) ->
 
 
 def known_hosts_file() -> str:
-    from django.conf import settings
-
     configured = settings.FLIGHTCTL.ssh_known_hosts_file
     return configured or str(Path(settings.DATA_DIR) / "ssh" / "known_hosts")
 
@@ -194,8 +194,6 @@ def remote_revision(spec: dict, revision: str) -> str | None:
 
 
 def _mirror_path(url: str) -> Path:
-    from django.conf import settings
-
     digest = hashlib.sha256(url.encode()).hexdigest()[:24]
     return Path(settings.DATA_DIR) / "git-cache" / f"{digest}.git"
 

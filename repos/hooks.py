@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
-
-from flightctl.api.events import record_event
+from devices.hooks import request_render
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from flightctl.api.resources import on_write
 from flightctl.tasks import enqueue
-from repos.choices import ACTOR, COMPONENT, Reason
+from repos.choices import Reason
 from repos.models import ConfigSnapshot
 
 
@@ -19,8 +18,8 @@ def _payload(obj) -> dict:
 def repository_written(repo, *, created: bool, changed: list[str]) -> None:
     if not (created or "spec" in changed):
         return
+    # (Fleets that read it are validated again by the fleets app's own hook.)
     enqueue("repository-check", _payload(repo))
-    _revalidate_fleets(repo)
     if created:
         return
     # Standalone devices fetch on every render: new credentials or a new URL apply now.
@@ -31,29 +30,11 @@ def repository_written(repo, *, created: bool, changed: list[str]) -> None:
     for snapshot in devices:
         device = snapshot.device
         record_event(device.org_id, "Device", device.name, Reason.REFERENCED_REPOSITORY_UPDATED,
-                     f"Referenced repository {repo.name} was updated.", actor=ACTOR,
-                     component=COMPONENT, details={"detailType": "ReferencedRepositoryUpdated",
-                                                   "repository": repo.name})
-        enqueue("device-render", _payload(device))
-
-
-def _revalidate_fleets(repo) -> None:
-    """Fleets whose template reads this Repository are validated again: one that was invalid
-    for want of it gets its TemplateVersion now (a valid one finds its TemplateVersion already
-    made and does nothing)."""
-    from fleets.models import Fleet
-    from fleets.templates import REPOSITORY_PROVIDERS
-
-    uses = Q()
-    for kind in REPOSITORY_PROVIDERS:
-        uses |= Q(spec__contains={"template": {"spec": {"config": [
-            {kind: {"repository": repo.name}}]}}})
-    for fleet in Fleet.objects.restrict(repo.org_id).filter(uses).only("org_id", "name"):
-        record_event(fleet.org_id, "Fleet", fleet.name, Reason.REFERENCED_REPOSITORY_UPDATED,
-                     f"Referenced repository {repo.name} was updated.", actor=ACTOR,
-                     component=COMPONENT, details={"detailType": "ReferencedRepositoryUpdated",
-                                                   "repository": repo.name})
-        enqueue("fleet-validate", _payload(fleet))
+                     f"Referenced repository {repo.name} was updated.", actor=WORKER_ACTOR,
+                     component=WORKER_COMPONENT,
+                     details={"detailType": "ReferencedRepositoryUpdated",
+                              "repository": repo.name})
+        request_render(device)
 
 
 @on_write("ResourceSync")

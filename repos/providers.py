@@ -10,30 +10,46 @@ moves or the HTTP server changes while the rollout is under way. The first membe
 records the commit SHA (or the HTTP body) as a :class:`~repos.models.ConfigSnapshot` of the
 TemplateVersion; the others reuse it. New content reaches a fleet as a new TemplateVersion made
 by the dependency sync (``repos.dependencies``). Standalone devices fetch fresh on every render.
+Which TemplateVersion a device renders is for the fleets app to say: it registers the lookup
+with :func:`register_freeze_scope`.
+
+The providers are registered with the renderer (devices.rendering) when the app is ready.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
+from collections.abc import Callable
 
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
+from devices import bulk
+from devices.models import Device
+from devices.rendering import RenderError
 from devices.validation.common import check_device_path
+from flightctl.api.serializers import now_timestamp
 from flightctl.api.validation import Errors
 from repos import access, git
 from repos.choices import RepoType
 from repos.crypto import SecretError, unseal
 from repos.models import ConfigSnapshot, Repository
 
-DEVICE_TV = "fleet-controller/templateVersion"
 MAX_HTTP_BODY = 1024 * 1024
 
 
-class ProviderError(ValueError):
+class ProviderError(RenderError):
     """The provider cannot be resolved; the message is for SpecValid=False."""
+
+
+#: ``scope(device)``: the TemplateVersion whose members share frozen content, or None
+_freeze_scope: Callable | None = None
+
+
+def register_freeze_scope(scope: Callable) -> None:
+    """Let ``scope(device)`` name the TemplateVersion a fleet member renders (fleets.hooks)."""
+    global _freeze_scope
+    _freeze_scope = scope
 
 
 def git_key(repository: str, revision: str) -> str:
@@ -72,20 +88,7 @@ def repository_spec(org_id, name: str, kind: str) -> dict:
 
 def template_version_of(device):
     """The TemplateVersion a fleet member renders (the freeze scope); None if standalone."""
-    from fleets.models import TemplateVersion
-
-    owner = device.owner or ""
-    tv_name = (device.annotations or {}).get(DEVICE_TV)
-    if not owner.startswith("Fleet/") or not tv_name:
-        return None
-    cached = getattr(device, "_frozen_tv", None)
-    if cached is not None and cached.name == tv_name:
-        return cached
-    tv = TemplateVersion.objects.filter(fleet__org_id=device.org_id,
-                                        fleet__name=owner.split("/", 1)[1],
-                                        name=tv_name).first()
-    device._frozen_tv = tv
-    return tv
+    return _freeze_scope(device) if _freeze_scope is not None else None
 
 
 def _frozen(tv, key: str) -> ConfigSnapshot | None:
@@ -180,16 +183,13 @@ def record_config_ref(device, provider_name: str, fingerprint: str) -> None:
     if current is not None and current.get("fingerprint") == fingerprint:
         return
     entry = {"configProviderName": provider_name, "fingerprint": fingerprint,
-             "lastUpdatedAt": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+             "lastUpdatedAt": now_timestamp()}
     refs = [r for r in refs if r.get("configProviderName") != provider_name] + [entry]
     status["dependencySync"] = {"configRefs": refs}
     device.status = status
     if device.pk is None:
         return
-    with connection.cursor() as cursor:
-        # Only this member of the status: agents' status writes keep it (it is service-owned),
-        # and the render that follows writes the other columns of the row.
-        cursor.execute(
-            "UPDATE devices_device SET status = jsonb_set(coalesce(status, '{}'::jsonb), "
-            "'{dependencySync}', %s::jsonb), resource_version = resource_version + 1 "
-            "WHERE id = %s", [json.dumps({"configRefs": refs}), device.pk])
+    # Only this member of the status: agents' status writes keep it (it is service-owned),
+    # and the render that follows writes the other columns of the row.
+    bulk.set_status_member(Device.objects.filter(pk=device.pk), "dependencySync",
+                           {"configRefs": refs})

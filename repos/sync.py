@@ -12,6 +12,9 @@ One run, under the ResourceSync's row lock:
    by another ResourceSync is refused), owned fleets that left git are deleted. Each write
    goes through the same events and follow-up hooks as an API write, in this transaction.
 
+How a kind is checked, applied and let go of is its app's business: the fleets app registers
+Fleet with :func:`register_synced_kind` (fleets.resourcesync).
+
 Conditions that change are reported as events (``ResourceSyncAccessible``, ...). Fields listed
 in the ``resource_sync_ignore`` setting (JSON pointers) are taken from the server's copy of a
 fleet rather than from git, for fields something else manages.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import jsonpatch
 import jsonpointer
@@ -29,14 +34,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from fleets.api.serializers import FleetSerializer
-from fleets.models import Fleet
 from flightctl.api.conditions import get_condition, set_condition
 from flightctl.api.errors import ApiError
-from flightctl.api.events import record_event, resource_updated_details
-from flightctl.api.resources import DELETE_HOOKS, run_write_hooks
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from repos import git
-from repos.choices import ACTOR, COMPONENT, RESOURCE_SYNC_OWNER, Condition, Reason, RepoType
+from repos.choices import RESOURCE_SYNC_OWNER, Condition, Reason, RepoType
 from repos.crypto import SecretError, unseal
 from repos.models import Repository, ResourceSync
 
@@ -51,6 +53,36 @@ _CONDITION_EVENTS = {
 
 class SyncError(RuntimeError):
     """A step of the run failed; the message goes into a condition."""
+
+
+@dataclass(frozen=True)
+class SyncedKind:
+    """How a ResourceSync takes the documents of one kind from git.
+
+    ``parse(document)`` checks one document as the API would and returns its input (with a
+    ``name``), raising :class:`flightctl.api.errors.ApiError`; ``apply(rs, resources)``
+    creates, updates and prunes the resources ``rs`` owns to match ``{name: (file, input)}``
+    in the caller's transaction and returns how many changed, raising :class:`SyncError`;
+    ``release(rs, actor)`` leaves the resources of a deleted ResourceSync in place, owned by
+    nobody.
+    """
+
+    parse: Callable
+    apply: Callable[..., int]
+    release: Callable[..., int]
+
+
+#: kind -> how it is synced; registered by the app that owns the kind
+SYNCED_KINDS: dict[str, SyncedKind] = {}
+
+
+def register_synced_kind(kind: str, synced: SyncedKind) -> None:
+    SYNCED_KINDS[kind] = synced
+
+
+def release(rs: ResourceSync, actor: str) -> int:
+    """A deleted ResourceSync leaves what it synced in place, owned by nobody; how many."""
+    return sum(synced.release(rs, actor) for synced in SYNCED_KINDS.values())
 
 
 def owner_of(rs_name: str) -> str:
@@ -98,7 +130,7 @@ def _run(rs: ResourceSync, status: dict, details: dict) -> None:
         return
     if status.get("observedCommit") != sha:
         record_event(rs.org_id, "ResourceSync", rs.name, Reason.RS_COMMIT_DETECTED,
-                     f"New commit {sha} detected.", actor=ACTOR, component=COMPONENT)
+                     f"New commit {sha} detected.", actor=WORKER_ACTOR, component=WORKER_COMPONENT)
     status["observedCommit"] = sha
     try:
         fleets = parse(mirror, sha, spec.get("path") or "/", spec.get("type") or "fleet")
@@ -111,7 +143,7 @@ def _run(rs: ResourceSync, status: dict, details: dict) -> None:
                   f"{len(fleets)} resource(s) parsed")
     try:
         with transaction.atomic():
-            changes = apply(rs, fleets)
+            changes = _kind("Fleet").apply(rs, fleets)
     except SyncError as exc:
         set_condition(status, Condition.SYNCED, False, "Fail", str(exc))
         details.update(commitHash=sha, changeCount=0, errorCount=1)
@@ -132,11 +164,17 @@ def _condition_events(rs: ResourceSync, before: dict, after: dict, details: dict
         if condition == Condition.SYNCED and details:
             extra["details"] = {"detailType": "ResourceSyncCompleted", **details}
         record_event(rs.org_id, "ResourceSync", rs.name, ok_reason if ok else fail_reason,
-                     new.get("message") or "", actor=ACTOR, component=COMPONENT,
+                     new.get("message") or "", actor=WORKER_ACTOR, component=WORKER_COMPONENT,
                      type="Normal" if ok else "Warning", **extra)
 
 
 # -- parsing ----------------------------------------------------------------------------------
+
+
+def _kind(kind: str) -> SyncedKind:
+    if kind not in SYNCED_KINDS:
+        raise SyncError(f"{kind} resources cannot be synced by this server")
+    return SYNCED_KINDS[kind]
 
 
 def _documents(name: str, content: bytes) -> list:
@@ -164,6 +202,7 @@ def _strip_ignored(doc: dict) -> dict:
 _MISSING = object()
 
 
+
 def parse(mirror, sha: str, path: str, sync_type: str) -> dict[str, tuple[str, object]]:
     """``{fleet name: (file, Incoming)}`` from the manifests at ``path``; SyncError if any
     file or document is not valid."""
@@ -172,7 +211,6 @@ def parse(mirror, sha: str, path: str, sync_type: str) -> dict[str, tuple[str, o
     except git.GitError as exc:
         raise SyncError(str(exc))
     single_file = len(files) == 1 and path.rstrip("/").endswith(files[0].path)
-    serializer = FleetSerializer()
     fleets: dict = {}
     problems: list[str] = []
     for file in sorted(files, key=lambda f: f.path):
@@ -200,13 +238,13 @@ def parse(mirror, sha: str, path: str, sync_type: str) -> dict[str, tuple[str, o
                 problems.append(f"{where}: catalog ResourceSyncs are not supported")
                 continue
             try:
-                incoming = serializer.parse(_strip_ignored(doc))
+                incoming = _kind(kind).parse(_strip_ignored(doc))
             except ApiError as exc:
-                problems.append(f"{where}: Fleet/{doc['metadata']['name']}: "
+                problems.append(f"{where}: {kind}/{doc['metadata']['name']}: "
                                 + exc.message.replace("\n", "; "))
                 continue
             if incoming.name in fleets:
-                problems.append(f"{where}: Fleet/{incoming.name} is defined twice")
+                problems.append(f"{where}: {kind}/{incoming.name} is defined twice")
                 continue
             fleets[incoming.name] = (file.path, incoming)
     if problems:
@@ -215,94 +253,3 @@ def parse(mirror, sha: str, path: str, sync_type: str) -> dict[str, tuple[str, o
 
 
 # -- applying ---------------------------------------------------------------------------------
-
-
-def _carry_ignored(existing: Fleet, incoming) -> None:
-    """Fields git must not manage keep the server's values."""
-    current = FleetSerializer().to_representation(existing)
-    wanted = {"metadata": {"labels": incoming.labels or {}}, "spec": incoming.spec}
-    for pointer in settings.FLIGHTCTL.resource_sync_ignore:
-        if not pointer.startswith(("/spec", "/metadata/labels")):
-            continue
-        value = jsonpointer.resolve_pointer(current, pointer, _MISSING)
-        if value is not _MISSING:
-            wanted = jsonpatch.apply_patch(wanted, [{"op": "add", "path": pointer,
-                                                     "value": value}])
-    incoming.labels, incoming.spec = wanted["metadata"]["labels"], wanted["spec"]
-
-
-def _spec_changes(old: dict, new: dict) -> list[str]:
-    changed = [f"spec.{part}" for part in ("selector", "template")
-               if old.get(part) != new.get(part)]
-    return changed or ["spec"]
-
-
-def apply(rs: ResourceSync, fleets: dict) -> int:
-    """Create, update and prune the fleets of ``rs``; returns how many changed."""
-    owner = owner_of(rs.name)
-    actor = f"service:resourcesync/{rs.name}"
-    names = sorted(fleets)
-    existing = {f.name: f for f in Fleet.objects.restrict(rs.org_id).filter(
-        name__in=names).select_for_update().order_by("name")}
-    taken = [f"{n} (owned by {f.owner})" for n, f in existing.items()
-             if f.owner and f.owner != owner]
-    if taken:
-        raise SyncError("fleets owned by another resource: " + ", ".join(taken))
-    changes = 0
-    for name in names:
-        _file, incoming = fleets[name]
-        fleet = existing.get(name)
-        if fleet is None:
-            fleet = Fleet(org_id=rs.org_id, name=name, labels=incoming.labels or {},
-                          spec=incoming.spec, owner=owner, status={"conditions": []})
-            fleet.save(force_insert=True)
-            record_event(rs.org_id, "Fleet", name, "ResourceCreated",
-                         "Fleet was created successfully.", actor=actor)
-            run_write_hooks("Fleet", fleet, created=True, changed=["spec", "labels"])
-            changes += 1
-            continue
-        _carry_ignored(fleet, incoming)
-        changed: list[str] = []
-        previous_owner = fleet.owner
-        if (incoming.labels or {}) != (fleet.labels or {}):
-            fleet.labels = incoming.labels or {}
-            changed.append("labels")
-        if incoming.spec != fleet.spec:
-            changed.extend(_spec_changes(fleet.spec or {}, incoming.spec))
-            fleet.spec = incoming.spec
-            fleet.generation += 1
-        if fleet.owner != owner:
-            fleet.owner = owner
-            changed.append("owner")
-        if not changed:
-            continue
-        fleet.resource_version += 1
-        fleet.save()
-        record_event(rs.org_id, "Fleet", name, "ResourceUpdated",
-                     "Fleet was updated successfully.", actor=actor,
-                     details=resource_updated_details(changed, previous_owner, owner))
-        run_write_hooks("Fleet", fleet, created=False, changed=changed)
-        changes += 1
-    gone = Fleet.objects.restrict(rs.org_id).filter(owner=owner).exclude(
-        name__in=names).select_for_update()
-    for fleet in gone:
-        for hook in DELETE_HOOKS.get("Fleet", ()):
-            hook(fleet)
-        fleet.delete()
-        record_event(rs.org_id, "Fleet", fleet.name, "ResourceDeleted",
-                     "Fleet was deleted successfully.", actor=actor)
-        changes += 1
-    return changes
-
-
-def orphan_fleets(rs: ResourceSync, actor: str) -> int:
-    """A deleted ResourceSync leaves its fleets in place, owned by nobody."""
-    owner = owner_of(rs.name)
-    fleets = list(Fleet.objects.restrict(rs.org_id).filter(owner=owner).select_for_update())
-    for fleet in fleets:
-        record_event(rs.org_id, "Fleet", fleet.name, "ResourceUpdated",
-                     "Fleet was updated successfully.", actor=actor,
-                     details=resource_updated_details(["owner"], owner, None))
-    Fleet.objects.filter(pk__in=[f.pk for f in fleets]).update(
-        owner=None, resource_version=F("resource_version") + 1)
-    return len(fleets)

@@ -18,10 +18,10 @@ from django.db import transaction
 from django.db.models import F
 
 from flightctl.api.conditions import get_condition, set_condition
-from flightctl.api.events import record_event
+from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from flightctl.tasks import enqueue, handler, periodic, setting_interval
 from repos import access, dependencies, sync
-from repos.choices import ACTOR, COMPONENT, Condition, Reason
+from repos.choices import Condition, Reason
 from repos.crypto import SecretError, unseal
 from repos.models import Repository, ResourceSync
 
@@ -60,7 +60,8 @@ def check_repository(payload: dict) -> None:
                          Reason.REPOSITORY_ACCESSIBLE if ok else Reason.REPOSITORY_INACCESSIBLE,
                          "Repository is accessible" if ok else
                          f"Repository is inaccessible: {message}",
-                         actor=ACTOR, component=COMPONENT, type="Normal" if ok else "Warning")
+                         actor=WORKER_ACTOR, component=WORKER_COMPONENT,
+                         type="Normal" if ok else "Warning")
 
 
 @handler("resourcesync-run")

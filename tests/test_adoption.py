@@ -101,7 +101,7 @@ def test_a_relabelled_device_moves_or_gets_its_template_again(api, fleet):
 
 def test_a_spec_written_to_an_unowned_device_is_still_rendered_by_its_own_task(api):
     from devices.models import Device
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
 
     put_device(api, "solo", {"site": "x"})
     adopt("solo")

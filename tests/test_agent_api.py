@@ -66,8 +66,8 @@ def enroll(api, server, directory, labels=None):
 
 def render(name: str, spec: dict, version: int) -> None:
     """Stand-in for the render code: new rendered spec and its NOTIFY, in one transaction."""
+    from devices.bulk import notify_rendered
     from devices.models import Device
-    from devices.services import notify_rendered
 
     with transaction.atomic():
         Device.objects.filter(name=name).update(rendered_spec=spec, rendered_version=version)

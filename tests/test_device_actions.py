@@ -20,11 +20,11 @@ APP = {"name": "web", "appType": "container", "image": "quay.io/org/web:1"}
 @pytest.fixture
 def renders(monkeypatch):
     """Render requests made by actions (the renderer itself is the fleets issue's)."""
-    from devices import services
+    from devices import lifecycle
 
     calls = []
-    monkeypatch.setattr(services, "request_render", lambda device: calls.append(device.name))
-    monkeypatch.setattr(services, "request_fleet_render",
+    monkeypatch.setattr(lifecycle, "request_render", lambda device: calls.append(device.name))
+    monkeypatch.setattr(lifecycle, "request_fleet_render",
                         lambda fleet: calls.append(f"Fleet/{fleet.name}"))
     return calls
 
@@ -239,7 +239,7 @@ def test_an_application_action_reaches_the_rendered_spec_through_the_render_task
     """End to end without stand-ins: the action enqueues a render, the render bakes the
     desired state into what the agent receives."""
     from devices.models import Device
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
 
     spec = {"applications": [{"name": "web", "appType": "container",
                               "image": "quay.io/org/web:1"}]}

@@ -99,7 +99,7 @@ def test_labels_take_one_query_whatever_the_number_of_devices(api):
 
 def test_rendered_shows_what_the_agent_receives(api):
     from devices.models import Device
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
 
     spec = {"config": [{"name": "motd", "inline": [{"path": "/etc/motd", "content": "hi"}]}]}
     put_device(api, "dev", {}, spec)

@@ -150,7 +150,7 @@ def test_a_single_file_maps_to_its_basename_and_http_content_goes_to_file_path(
 
 
 def test_a_standalone_device_is_rerendered_when_its_dependency_changes(api, config_repo):
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
     from repos.dependencies import sync_all
 
     device(api, "solo", {}, spec={"config": [git_provider()]})
@@ -177,7 +177,7 @@ def test_render_failures_set_spec_valid_false_with_a_clear_message(api, config_r
 
 
 def test_a_standalone_device_naming_a_missing_repository_fails_its_render(api):
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
 
     device(api, "solo", {}, spec={"config": [git_provider(repository="missing")]})
     render_device({"org_id": org(), "name": "solo"})

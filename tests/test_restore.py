@@ -55,7 +55,7 @@ def test_after_a_restore_devices_reconnect_before_anything_reaches_them(
         agent_server, api, tmp_path):  # noqa: F811 - the imported fixture
     from devices.models import Device
     from devices.restore import awaiting_reconnect, mark_restored
-    from fleets.tasks import render_device, render_device_batch
+    from devices.tasks import render_device, render_device_batch
 
     behind, name_behind, _ = enroll(api, agent_server, tmp_path / "a")
     ahead, name_ahead, _ = enroll(api, agent_server, tmp_path / "b")

@@ -288,7 +288,7 @@ def test_template_versions_are_listed_newest_first_and_can_be_deleted(api):
 
 
 def test_a_standalone_device_is_rendered_once_per_distinct_content(api):
-    from fleets.tasks import render_device
+    from devices.tasks import render_device
 
     spec = {"config": [{"name": "a", "inline": [{"path": "/etc/a", "content": "1"}]},
                        {"name": "b", "inline": [{"path": "/etc/b", "content": "2"},

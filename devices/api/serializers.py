@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from devices.models import Device
 from devices.status import complete_status
 from devices.validation import validate_device_spec, validate_device_status
+from flightctl.api.annotations import RENDERED_VERSION
+from flightctl.api.errors import API_VERSION
 from flightctl.api.serializers import ResourceSerializer
 from flightctl.api.validation import Errors
+from flightctl.compiled import CompiledLookup
 
 
 class DeviceSerializer(ResourceSerializer):
@@ -32,7 +36,7 @@ class DeviceSerializer(ResourceSerializer):
         if obj.rendered_version:
             meta["annotations"] = {
                 **meta.get("annotations", {}),
-                "device-controller/renderedVersion": str(obj.rendered_version),
+                RENDERED_VERSION: str(obj.rendered_version),
             }
         return meta
 
@@ -41,3 +45,22 @@ class DeviceSerializer(ResourceSerializer):
 
     def validate_status(self, status, errors: Errors) -> None:
         validate_device_status(status, errors, "status")
+
+
+def rendered_device_body(device: Device) -> dict:
+    """The Device as ``GET /devices/{name}/rendered`` returns it to its agent."""
+    body = DeviceSerializer().to_representation(device)
+    body["apiVersion"] = API_VERSION
+    body["spec"] = device.rendered_spec or {}
+    return body
+
+
+#: a device as its agent's ``GET /rendered`` loads it
+_FOR_RENDERED = CompiledLookup(lambda org_id, name: Device.objects.restrict(org_id).filter(
+    name=name))
+
+
+def load_rendered_body(org_id, name: str) -> dict | None:
+    """:func:`rendered_device_body` of the named device, or None if there is none."""
+    device = _FOR_RENDERED.first(org_id, name)
+    return None if device is None else rendered_device_body(device)

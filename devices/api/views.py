@@ -10,14 +10,14 @@ from django.db.models.functions import Concat
 from rest_framework.response import Response
 
 from devices import lifecycle
-from devices.api.serializers import DeviceSerializer
+from devices.api.serializers import DeviceSerializer, rendered_device_body
 from devices.filtersets import DEVICE_FIELDS, LABEL_FIELDS
 from devices.health import apply_service_status, resume_devices
 from devices.models import Device, DeviceLabel
-from devices.services import rendered_device_body
 from devices.status import complete_status, initial_status
 from devices.summary import summarize_queryset, summarize_rows
 from flightctl.api.errors import ApiError, bad_request, conflict
+from flightctl.api.events import API_COMPONENT
 from flightctl.api.paging import parse_limit
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.serializers import Incoming, timestamp
@@ -151,7 +151,7 @@ class DeviceViewSet(ResourceViewSet):
         new = complete_status(status)
         new.pop("lastSeen", None)
         new["lifecycle"] = complete_status(obj.status)["lifecycle"]
-        return apply_service_status(obj, new, actor=self.actor, component="flightctl-api")
+        return apply_service_status(obj, new, actor=self.actor, component=API_COMPONENT)
 
     def decommission(self, request, name: str):
         """``PUT /devices/{name}/decommission``: schedule the device for decommissioning."""

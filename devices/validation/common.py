@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flightctl.api.validation import Errors
+from flightctl.templating import TemplateError, has_placeholders, validate
 
 MAX_INLINE_BYTES = 1024 * 1024
 ENCODINGS = ("plain", "base64")
@@ -47,9 +48,6 @@ class SpecContext:
         """
         if not self.fleet_template or not isinstance(value, str):
             return False
-        # Imported lazily: the templating module is optional for plain device validation.
-        from flightctl.templating import TemplateError, has_placeholders, validate
-
         if not has_placeholders(value):
             return False
         try:

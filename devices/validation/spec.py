@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from flightctl.api.validation import Errors
+from flightctl.templating import has_placeholders
 
 from .applications import check_catalog_item_ref, validate_applications
 from .common import (
@@ -150,8 +151,6 @@ def _validate_decommissioning(errors: Errors, path: str, value) -> None:
 
 
 def _reject_misplaced_placeholders(errors: Errors, path: str, spec: dict) -> None:
-    from flightctl.templating import has_placeholders
-
     for shape, field_path, text in _strings(spec, (), path):
         if has_placeholders(text) and not _is_template_field(shape):
             errors.invalid(field_path, text, "template placeholders are not allowed in this field")

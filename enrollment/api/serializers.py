@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enrollment.choices import OsMode
+from devices.choices import OsMode
 from flightctl.api.serializers import ResourceSerializer
 from flightctl.api.validation import Errors
 

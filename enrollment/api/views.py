@@ -24,6 +24,7 @@ from flightctl import pki
 from flightctl.api.errors import MSG_DUPLICATE, ApiError, bad_request, not_found
 from flightctl.api.resources import ResourceViewSet, resolve_org
 from flightctl.api.serializers import Incoming
+from flightctl.api.validation import Errors
 
 
 def _username(request) -> str:
@@ -70,8 +71,6 @@ class EnrollmentRequestViewSet(ResourceViewSet):
             raise bad_request("approved: Required value: must be a boolean")
         labels = body.get("labels")
         if labels is not None:
-            from flightctl.api.validation import Errors
-
             errors = Errors()
             if not errors.labels("labels", labels):
                 raise bad_request("\n".join(errors))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleets import choices, rollout
 from fleets.api.serializers import FleetSerializer
 from fleets.models import Fleet, TemplateVersion
-from flightctl.api.errors import API_VERSION, bad_request, not_found
+from flightctl.api.annotations import TEMPLATE_VERSION
+from flightctl.api.errors import API_VERSION, bad_request, not_found, status_body
 from flightctl.api.resources import ResourceViewSet, resolve_org
 from flightctl.api.selectors import Field
 from flightctl.api.serializers import timestamp
@@ -63,14 +65,10 @@ class TemplateVersionViewSet(ResourceViewSet):
 
     def destroy(self, request, fleet: str, name: str):
         self.get_queryset().filter(name=name).delete()
-        from flightctl.api.errors import status_body
-
         return Response(status_body(200, ""))
 
 
 def _owner_q(op: str, values: list[str]):
-    from django.db.models import Q
-
     names = [v.split("/", 1)[1] for v in values if v.startswith("Fleet/")]
     if op in ("=", "in"):
         return Q(fleet__name__in=names)
@@ -100,7 +98,7 @@ class RolloutActionView(APIView):
             raise not_found("rollout action", action)
         with transaction.atomic():
             fleet = self._fleet(request, name)
-            if not (fleet.annotations or {}).get(choices.FLEET_TV):
+            if not (fleet.annotations or {}).get(TEMPLATE_VERSION):
                 raise bad_request(f'fleet "{name}" has no rollout yet')
             self.actions[action](fleet)
             enqueue("fleet-progress", {"org_id": str(fleet.org_id), "name": fleet.name,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+from rest_framework.response import Response
+
+from devices.lifecycle import fleet_application_action
+from devices.summary import add_devices_summaries
 from fleets.api.serializers import FleetSerializer
 from fleets.filtersets import FLEET_FIELDS
 from fleets.models import Fleet
@@ -45,19 +50,12 @@ class FleetViewSet(ResourceViewSet):
         over member devices, one grouped query for the whole page (api.md §4.4)."""
         if (getattr(self, "action", None) in ("list", "retrieve") and response.status_code == 200
                 and request.query_params.get("addDevicesSummary", "").lower() == "true"):
-            from devices.summary import add_devices_summaries
-
             items = response.data["items"] if self.action == "list" else [response.data]
             add_devices_summaries(self.org_id, items)
         return super().finalize_response(request, response, *args, **kwargs)
 
     def application_action(self, request, name: str, appname: str, action: str):
         """``POST /fleets/{name}/applications/{appname}/actions/{stop|start}``."""
-        from django.db import transaction
-        from rest_framework.response import Response
-
-        from devices.lifecycle import fleet_application_action
-
         with transaction.atomic():
             fleet = self.get_object(name, lock=True)
             fleet_application_action(fleet, appname, action, actor=self.actor)

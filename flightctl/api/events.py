@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from flightctl.models import Event, EventType
 
+# Who made a change (``Event.actor``) and which process did (``Event.source_component``), when
+# the service itself acts; a user's changes name the user (:func:`actor_of`).
+API_ACTOR, API_COMPONENT = "service:flightctl-api", "flightctl-api"
+WORKER_ACTOR, WORKER_COMPONENT = "service:flightctl-worker", "flightctl-worker"
+AGENT_API_ACTOR, AGENT_API_COMPONENT = "service:flightctl-agent-api", "flightctl-agent-api"
+RESTORE_ACTOR, RESTORE_COMPONENT = "service:flightctl-restore", "flightctl-restore"
+
 
 def actor_of(user) -> str:
     if user is None or not getattr(user, "is_authenticated", False):
-        return "service:flightctl-api"
+        return API_ACTOR
     return f"user:{user.get_username()}"
 
 
@@ -18,10 +25,10 @@ def record_event(
     reason: str,
     message: str,
     *,
-    actor: str = "service:flightctl-api",
+    actor: str = API_ACTOR,
     type: str = EventType.NORMAL,
     details: dict | None = None,
-    component: str = "flightctl-api",
+    component: str = API_COMPONENT,
 ) -> Event:
     return Event.objects.create(
         org_id=org_id,

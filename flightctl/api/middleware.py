@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+
 from flightctl.api.errors import status_body
 
 SUPPORTED_VERSIONS = ("v1beta1",)
@@ -23,8 +25,6 @@ class ApiVersionMiddleware:
             return self.get_response(request)
         requested = request.headers.get(VERSION_HEADER, "").strip()
         if requested and requested not in SUPPORTED_VERSIONS:
-            from django.http import JsonResponse
-
             supported = ", ".join(SUPPORTED_VERSIONS)
             body = status_body(
                 406,

@@ -24,8 +24,11 @@ import logging
 import jwt
 import requests
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 from flightctl.api.errors import API_VERSION
+from flightctl.api.rbac import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +85,12 @@ def verify(token: str) -> tuple[str, str | None]:
     roles = _claim(claims, config.oidc_roles_claim) or []
     if isinstance(roles, str):
         roles = [roles]
-    from flightctl.api.rbac import ROLES
-
     granted = [role for role in ROLES if f"{ROLE_PREFIX}{role}" in roles]
     return username, (granted[0] if granted else None)
 
 
 def user_for(username: str, role: str | None):
     """The local user mirroring a token's identity and role (written only on a change)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    from flightctl.api.rbac import ROLES
-
     # Namespaced: an issuer's "admin" must never become (or demote) the local "admin".
     user, _ = get_user_model().objects.get_or_create(username=f"{USER_PREFIX}{username}")
     admin = role == "admin"

@@ -14,8 +14,9 @@ A selector is a comma-separated conjunction of *requirements* in Kubernetes sele
   how values are parsed.
 
 Both are translated into Django ``Q`` objects; nothing is ever filtered in Python, except
-:func:`match_labels`, which evaluates a label selector against one label map (fleet
-membership, tests).
+:func:`match_labels`, which evaluates a label selector against one label map (tests). A
+``LabelSelector`` object (a fleet's ``matchLabels``/``matchExpressions``) is translated through
+the same requirements (:func:`label_selector_object_q`).
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ __all__ = [
     "SelectorError",
     "any_of",
     "field_selector_q",
+    "label_selector_object_q",
     "label_selector_q",
     "match_labels",
     "parse_selector",
+    "selector_requirements",
 ]
 
 
@@ -288,33 +291,60 @@ def _and(parts: Iterable[Q]) -> Q:
 
 
 def label_selector_q(text: str, column: str = "labels") -> Q:
-    """Translate a label selector into a ``Q`` on the JSONB ``column``; blank text → ``Q()``.
+    """Translate a label selector into a ``Q`` on the JSONB ``column``; blank text → ``Q()``."""
+    return _and(_requirement_q(req, column) for req in _label_requirements(text or ""))
 
-    Every positive test is ``@>`` (containment) or ``?`` (has key), the two operators the
+
+#: ``matchExpressions`` operators of a ``LabelSelector`` object, in the selector grammar
+_EXPRESSION_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def selector_requirements(selector: Mapping | None) -> list[Requirement]:
+    """A ``LabelSelector`` object (``matchLabels`` and ``matchExpressions``, as in a fleet's
+    spec, validated when it was written) as the requirements of the selector grammar."""
+    selector = selector or {}
+    requirements = [Requirement(key, "=", (value,))
+                    for key, value in (selector.get("matchLabels") or {}).items()]
+    for expression in selector.get("matchExpressions") or []:
+        op = _EXPRESSION_OPERATORS.get(expression.get("operator"))
+        if op is not None:
+            requirements.append(Requirement(expression.get("key"), op,
+                                            tuple(expression.get("values") or ())))
+    return requirements
+
+
+def label_selector_object_q(selector: Mapping | None, column: str = "labels") -> Q | None:
+    """A ``LabelSelector`` object as a ``Q`` on ``column``; None when it selects nothing (an
+    empty or absent selector: a fleet without one has no members)."""
+    requirements = selector_requirements(selector)
+    if not requirements:
+        return None
+    return _and(_requirement_q(req, column) for req in requirements)
+
+
+def _requirement_q(req: Requirement, column: str) -> Q:
+    """Every positive test is ``@>`` (containment) or ``?`` (has key), the two operators the
     default ``jsonb_ops`` GIN index serves. Negations are ``NOT`` of the same tests, which is
     what gives ``!=``/``notin`` the Kubernetes meaning of also matching objects without the key.
     """
     contains = f"{column}__contains"
     has_key = f"{column}__has_key"
-    parts: list[Q] = []
-    for req in _label_requirements(text or ""):
-        op, key = req.operator, req.key
-        if op == "exists":
-            parts.append(Q(**{has_key: key}))
-        elif op == "!":
-            parts.append(~Q(**{has_key: key}))
-        elif op == "=":
-            parts.append(Q(**{contains: {key: req.values[0]}}))
-        elif op == "!=":
-            parts.append(~Q(**{contains: {key: req.values[0]}}))
-        else:
-            # An OR of containments keeps each branch indexable (a BitmapOr in the plan),
-            # unlike "labels->>key IN (...)".
-            any_of = functools.reduce(
-                operator.or_, (Q(**{contains: {key: value}}) for value in req.values)
-            )
-            parts.append(any_of if op == "in" else ~any_of)
-    return _and(parts)
+    op, key = req.operator, req.key
+    if op == "exists":
+        return Q(**{has_key: key})
+    if op == "!":
+        return ~Q(**{has_key: key})
+    if op == "=":
+        return Q(**{contains: {key: req.values[0]}})
+    if op == "!=":
+        return ~Q(**{contains: {key: req.values[0]}})
+    if not req.values:  # only a LabelSelector object can say "in ()": nothing is in it
+        return Q(pk__in=[]) if op == "in" else Q()
+    # An OR of containments keeps each branch indexable (a BitmapOr in the plan), unlike
+    # "labels->>key IN (...)".
+    any_of = functools.reduce(operator.or_, (Q(**{contains: {key: value}})
+                                             for value in req.values))
+    return any_of if op == "in" else ~any_of
 
 
 def match_labels(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.utils import timezone
+
 from flightctl.api.errors import API_VERSION, MSG_NAME_MISMATCH, bad_request
 from flightctl.api.validation import Errors
 
@@ -17,11 +19,18 @@ ACCEPTED_API_VERSIONS = ("", "v1beta1", API_VERSION)
 
 
 def timestamp(value: datetime | None) -> str | None:
+    """A time as the API writes it: RFC 3339 in UTC (fractional seconds only when present)."""
     if value is None:
         return None
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value.microsecond else value.strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
+
+
+def now_timestamp() -> str:
+    """Now, to the second: the times the service writes into status documents (a condition's
+    ``lastTransitionTime``, a config reference's ``lastUpdatedAt``)."""
+    return timestamp(timezone.now().replace(microsecond=0))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from flightctl import __version__
 from flightctl.api import oidc, rbac
-from flightctl.api.errors import API_VERSION, status_body
+from flightctl.api.errors import API_VERSION, bad_request, status_body
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
 from flightctl.api.serializers import timestamp
@@ -138,8 +138,6 @@ class EventViewSet(ResourceViewSet):
     def list(self, request):
         order = request.query_params.get("order", "desc")
         if order not in ("asc", "desc"):
-            from flightctl.api.errors import bad_request
-
             raise bad_request(f"API Error: order must be 'asc' or 'desc', not {order!r}")
         self.descending = order == "desc"
         return super().list(request)

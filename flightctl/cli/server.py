@@ -201,9 +201,10 @@ def post_restore(data_dir):
 def _mark_restored() -> None:
     _django_setup()
     _migrate()  # a backup from an older release gets this release's schema
-    from devices.restore import mark_restored
+    from flightctl.backup import run_restored_hooks  # the apps register them once set up
 
-    click.echo(f"{mark_restored()} device(s) now await their reconnection")
+    for line in run_restored_hooks():
+        click.echo(line)
 
 
 @main.command("check-config")

@@ -62,7 +62,7 @@ class ResourceSyncViewSet(ResourceViewSet):
 
     def after_delete(self, obj) -> None:
         super().after_delete(obj)
-        sync.orphan_fleets(obj, self.actor)
+        sync.release(obj, self.actor)
 
 
 class RepositoryOciCheckView(APIView):

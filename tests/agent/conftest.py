@@ -83,8 +83,8 @@ def render(transactional_db):
     """Give a device a new rendered spec (as the renderer will) and wake its agent."""
     from django.db import transaction
 
+    from devices.bulk import notify_rendered
     from devices.models import Device
-    from devices.services import notify_rendered
 
     def do(name: str, spec: dict) -> int:
         with transaction.atomic():

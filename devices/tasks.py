@@ -1,0 +1,47 @@
+"""Task handlers and periodic jobs of the devices app (registered with flightctl.tasks).
+
+| task / job | when | does |
+|---|---|---|
+| `device-render` | a standalone device's spec changed, an action, a reconnection | render it |
+| `device-render-batch` | many devices at once (e.g. resumed after a restore) | render them |
+| `device-connectivity` (periodic) | `connectivity_interval` | devices.health.check_connectivity |
+
+Rendering is gated by content hashes, so a render delivered twice changes nothing the second
+time.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from devices import health
+from devices.models import Device
+from devices.owners import attach_fleet_annotations
+from devices.rendering import render_devices
+from flightctl.tasks import handler, periodic, setting_interval
+
+
+@handler("device-render")
+def render_device(payload: dict) -> None:
+    with transaction.atomic():
+        device = Device.objects.filter(org_id=payload["org_id"], name=payload["name"]
+                                       ).select_for_update().first()
+        if device is None:
+            return
+        attach_fleet_annotations(device.org_id, [device])
+        render_devices([device])
+
+
+@handler("device-render-batch")
+def render_device_batch(payload: dict) -> None:
+    """Render the listed devices of one organization (devices.hooks.request_renders)."""
+    with transaction.atomic():
+        devices = list(Device.objects.filter(org_id=payload["org_id"], pk__in=payload["ids"])
+                       .select_for_update().order_by("pk"))
+        attach_fleet_annotations(payload["org_id"], devices)
+        render_devices(devices)
+
+
+@periodic("device-connectivity", setting_interval("connectivity_interval"))
+def check_connectivity() -> None:
+    health.check_connectivity()
