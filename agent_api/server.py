@@ -19,7 +19,7 @@ PEERCERT_KEY = "flightctl.peercert"
 
 
 def _base_protocol():
-    try:
+    try:  # httptools' C parser when it is installed (it is a dependency on most platforms)
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
         return HttpToolsProtocol

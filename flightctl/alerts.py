@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from flightctl.api.serializers import timestamp
 from flightctl.models import Checkpoint, Event
 from flightctl.tasks import periodic, setting_interval
 
@@ -56,7 +57,7 @@ REASONS = (*RAISES, *CLEARS, *CLEARS_ALL)
 
 
 def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return timestamp(moment.astimezone(datetime.UTC))
 
 
 def _alert(key: str, entry: dict, ends_at: str | None = None) -> dict:

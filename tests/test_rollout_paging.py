@@ -115,12 +115,11 @@ def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monk
     from fleets import rollout
     from fleets.models import Fleet
     from fleets.tasks import progress_fleet
-    from flightctl import tasks
 
     _fleet_of(api, 20)
     monkeypatch.setattr(settings.FLIGHTCTL, "rollout_dispatch_rate", 20)  # 2 every 0.1 s
     queued = []
-    monkeypatch.setattr(tasks, "enqueue", lambda name, payload, **kw: queued.append(
+    monkeypatch.setattr(rollout, "enqueue", lambda name, payload, **kw: queued.append(
         (name, payload["name"], kw)))
     from fleets.tasks import validate_fleet
 

@@ -24,6 +24,9 @@ import click
 
 from flightctl.config import ConfigError, load, parse_address
 
+# Django, the models and the heavier modules are imported inside the commands that use them:
+# Django can be set up only once the configuration is loaded and the database is there, and
+# `--help` or `check-config` stay fast.
 EXIT_CONFIG = 2
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
