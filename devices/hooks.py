@@ -12,8 +12,7 @@ RENDER_BATCH = 1000  # devices per device-render-batch task
 
 def request_render(device) -> None:
     """Ask for ``device`` to be rendered again (its spec or its lifecycle overlays changed)."""
-    enqueue("device-render", {"org_id": str(device.org_id), "name": device.name,
-                              "kind": "Device"})
+    enqueue("device-render", _payload(device))
 
 
 def request_renders(org_id, ids: list[int]) -> None:
@@ -31,9 +30,18 @@ def request_fleet_render(fleet) -> None:
                              "kind": "Fleet"})
 
 
+def _payload(device) -> dict:
+    return {"org_id": str(device.org_id), "name": device.name, "kind": "Device"}
+
+
 @on_write("Device")
 def device_written(device, *, created: bool, changed: list[str]) -> None:
-    # A fleet member's spec is the fleet's to render; a new device gets its first render from
-    # the fleets app's adoption pass.
+    if created or "labels" in changed:
+        # Flagged in the write's transaction: the adoption pass (devices.owners) takes
+        # flagged devices in pages, and also gives a new device its first render.
+        if not device.owner_pending:  # an approval creates its device already flagged
+            type(device).objects.filter(pk=device.pk).update(owner_pending=True)
+        enqueue("device-owner", _payload(device))
+    # A fleet member's spec is the fleet's to render.
     if "spec" in changed and not created and fleet_name(device) is None:
         request_render(device)

@@ -8,7 +8,9 @@ ready (fleets.hooks); devices then read the owner through the framework's resour
 * the TemplateVersion the owner currently rolls out, which a device must have rendered to be
   ``UpToDate`` (devices.health);
 * the owner's annotations, whose application lifecycle defaults its members inherit when they
-  are rendered (devices.rendering).
+  are rendered (devices.rendering);
+* the adoption pass, which gives new and relabelled devices their owner (the ``device-owner``
+  task, devices.tasks).
 
 Without a registered owner every device counts as standalone.
 """
@@ -23,12 +25,20 @@ from devices.summary import FLEET_OWNER_PREFIX
 from flightctl.api.annotations import TEMPLATE_VERSION
 
 _owner_model = None
+_adoption = None
 
 
-def register_fleet_model(model) -> None:
-    """Make ``model`` (a :class:`flightctl.models.Resource`) the owner behind ``Fleet/``."""
-    global _owner_model
-    _owner_model = model
+def register_fleet_model(model, adopt_pending) -> None:
+    """Make ``model`` (a :class:`flightctl.models.Resource`) the owner behind ``Fleet/``, and
+    ``adopt_pending(org_id)`` the pass that gives every device of the organization flagged
+    ``owner_pending`` its owner (and its spec and first render)."""
+    global _owner_model, _adoption
+    _owner_model, _adoption = model, adopt_pending
+
+
+def adopt_pending(org_id) -> int:
+    """Run the registered adoption pass; how many devices it adopted."""
+    return _adoption(org_id) if _adoption is not None else 0
 
 
 def fleet_name(device) -> str | None:

@@ -2,6 +2,7 @@
 
 | task / job | when | does |
 |---|---|---|
+| `device-owner` | a device created or relabelled | the owner's adoption pass (devices.owners) |
 | `device-render` | a standalone device's spec changed, an action, a reconnection | render it |
 | `device-render-batch` | many devices at once (e.g. resumed after a restore) | render them |
 | `device-connectivity` (periodic) | `connectivity_interval` | devices.health.check_connectivity |
@@ -16,9 +17,16 @@ from django.db import transaction
 
 from devices import health
 from devices.models import Device
-from devices.owners import attach_fleet_annotations
+from devices.owners import adopt_pending, attach_fleet_annotations
 from devices.rendering import render_devices
 from flightctl.tasks import handler, periodic, setting_interval
+
+
+@handler("device-owner")
+def match_device(payload: dict) -> None:
+    """A device was created or relabelled (and flagged ``owner_pending`` in that write's
+    transaction): run the adoption pass of its organization."""
+    adopt_pending(payload["org_id"])
 
 
 @handler("device-render")

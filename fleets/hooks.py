@@ -1,9 +1,9 @@
 """What fleets register with the layers below them, when Django is ready (fleets.apps).
 
 * Follow-up work of writes, enqueued in the write's transaction: a Fleet's (selector matching,
-  validation, rollout), a Device's (adoption into its fleet), a Repository's (the fleets that
-  read it are validated again).
-* To the devices app: the Fleet model, the owner behind ``owner: Fleet/<name>`` (devices.owners).
+  validation, rollout), a Repository's (the fleets that read it are validated again).
+* To the devices app: the Fleet model, the owner behind ``owner: Fleet/<name>``, and the
+  adoption pass of new and relabelled devices (devices.owners).
 * To the repos app: which TemplateVersion a member renders (the scope of frozen git and HTTP
   content), the renewal of a TemplateVersion whose dependencies changed, and how Fleets are
   synced from git (repos.providers, repos.dependencies, repos.sync).
@@ -43,16 +43,6 @@ def fleet_deleted(fleet) -> None:
     enqueue("fleet-selector", _payload(fleet))
 
 
-@on_write("Device")
-def device_written(device, *, created: bool, changed: list[str]) -> None:
-    if created or "labels" in changed:
-        # Flagged in the write's transaction: the adoption pass (fleets.tasks.adopt_pending)
-        # takes flagged devices in pages, and also gives a new device its first render.
-        if not device.owner_pending:  # an approval creates its device already flagged
-            type(device).objects.filter(pk=device.pk).update(owner_pending=True)
-        enqueue("device-owner", _payload(device))
-
-
 @on_write("Repository")
 def repository_written(repo, *, created: bool, changed: list[str]) -> None:
     """Fleets whose template reads the Repository are validated again: one that was invalid
@@ -73,7 +63,7 @@ def repository_written(repo, *, created: bool, changed: list[str]) -> None:
         enqueue("fleet-validate", _payload(fleet))
 
 
-register_fleet_model(Fleet)
+register_fleet_model(Fleet, tasks.adopt_pending)
 providers.register_freeze_scope(template_version_of)
 dependencies.on_renewal(tasks.renew_template_version)
 sync.register_synced_kind("Fleet", resourcesync.SYNCED_FLEETS)

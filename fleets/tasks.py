@@ -144,13 +144,6 @@ def _refresh_members(org_id, devices) -> None:
                 rollout._on_tv(tv.name)), refresh=True)
 
 
-@handler("device-owner")
-def match_device(payload: dict) -> None:
-    """A device was created or relabelled (and flagged ``owner_pending`` in that write's
-    transaction): run the adoption pass of its organization."""
-    adopt_pending(payload["org_id"])
-
-
 @handler("fleet-render")
 def render_fleet(payload: dict) -> None:
     """Re-render every member (e.g. a fleet-wide application stop/start changed overlays)."""

@@ -38,7 +38,7 @@ def fleet(api):
 
 def adopt(name: str) -> int:
     """Run one queued ``device-owner`` task; the number of SQL statements it ran."""
-    from fleets.tasks import match_device
+    from devices.tasks import match_device
 
     with CaptureQueriesContext(connection) as queries:
         match_device({"org_id": ORG, "name": name, "kind": "Device"})

@@ -34,7 +34,7 @@ def device(api, name: str, labels: dict, spec: dict | None = None) -> None:
     if spec is not None:
         body["spec"] = spec
     put(api, "devices", name, body)
-    from fleets.tasks import match_device
+    from devices.tasks import match_device
 
     match_device({"org_id": org(), "name": name})
 

@@ -33,7 +33,8 @@ def test_secrets_never_leave_in_clear_text(api, make_repo, git_http, ssh_server,
                                            settings):
     from django.db import connection
 
-    from fleets.tasks import match_device, validate_fleet
+    from devices.tasks import match_device
+    from fleets.tasks import validate_fleet
     from flightctl.models import DEFAULT_ORG_ID
     from repos.dependencies import sync_all
     from repos.tasks import check_repository, run_resource_sync

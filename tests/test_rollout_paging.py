@@ -21,7 +21,7 @@ def _fleet(api, image: str) -> None:
 
 def _fleet_of(api, count: int) -> None:
     """Fleet ``wide`` (its first template) with ``count`` adopted members."""
-    from fleets.tasks import match_device
+    from devices.tasks import match_device
 
     _fleet(api, "quay.io/x/os:1")
     for i in range(count):

@@ -112,7 +112,7 @@ def _tick():
 
 def _match_devices():
     from devices.models import Device
-    from fleets.tasks import match_device
+    from devices.tasks import match_device
 
     for device in Device.objects.all():
         match_device({"org_id": str(device.org_id), "name": device.name})
