@@ -556,3 +556,41 @@ def approve(fleet: Fleet) -> None:
 def set_approval_method(fleet: Fleet, method: str) -> None:
     fleet.annotations = {**(fleet.annotations or {}), c.APPROVAL_METHOD: method}
     _save(fleet)
+
+
+OPERATOR_ACTIONS = {"pause": pause, "resume": resume, "approve": approve}
+
+
+def operator_action(org_id, name: str, action: str) -> Fleet:
+    """``pause``, ``resume`` or ``approve`` the rollout of fleet ``name`` (the user API's
+    ``POST .../rollout/{action}`` and the web console): the fleet is locked, the action applied
+    and the rollout nudged (``fleet-progress``) in one transaction. ApiError if refused."""
+    from flightctl.api.errors import bad_request, not_found
+    from flightctl.tasks import enqueue
+
+    if action not in OPERATOR_ACTIONS:
+        raise not_found("rollout action", action)
+    with transaction.atomic():
+        fleet = Fleet.objects.restrict(org_id).filter(name=name).select_for_update().first()
+        if fleet is None:
+            raise not_found("Fleet", name)
+        if not (fleet.annotations or {}).get(c.FLEET_TV):
+            raise bad_request(f'fleet "{name}" has no rollout yet')
+        OPERATOR_ACTIONS[action](fleet)
+        enqueue("fleet-progress", {"org_id": str(fleet.org_id), "name": fleet.name,
+                                   "kind": "Fleet"})
+    return fleet
+
+
+def operator_approval_method(org_id, name: str, method: str) -> Fleet:
+    """``PUT .../rollout/approvalmethod``: ``manual`` makes every batch wait for ``approve``."""
+    from flightctl.api.errors import bad_request, not_found
+
+    if method not in c.ApprovalMethod.values:
+        raise bad_request('method: Unsupported value: supported values: "automatic", "manual"')
+    with transaction.atomic():
+        fleet = Fleet.objects.restrict(org_id).filter(name=name).select_for_update().first()
+        if fleet is None:
+            raise not_found("Fleet", name)
+        set_approval_method(fleet, method)
+    return fleet

@@ -1,0 +1,53 @@
+"""Create and edit a resource from its YAML, through the API's own validation: the document
+is what ``POST``/``PUT`` would receive, and the API's error is shown above the editor, with
+the text kept as typed."""
+
+from __future__ import annotations
+
+import yaml
+from django.http import Http404
+from django.shortcuts import redirect
+
+from flightctl.api.errors import ApiError
+from ui import access
+from ui.views.common import endpoint, render
+
+
+def edit_resource(request, viewset, name: str | None, *, resource: str, kind: str, page: str,
+                  title: str, example: str):
+    """The editor for ``name`` (None: a new object). It shows the API's representation, so
+    secrets read ``*****`` and the API keeps the stored one when it gets that back."""
+    access.require(request, resource, "update" if name else "create")
+    view = endpoint(request, viewset)
+    error = None
+    if request.method == "POST":
+        text = request.POST.get("document", "")
+        try:
+            document = yaml.safe_load(text)
+            if not isinstance(document, dict):
+                raise ApiError(400, "the document must be a YAML mapping (an API object)")
+            if name:
+                obj, _ = view.replace_object(name, document)
+            else:
+                obj = view.create_object(document)
+        except yaml.YAMLError as exc:
+            error = f"not valid YAML: {exc}"
+        except ApiError as exc:
+            error = exc.message
+        else:
+            from django.contrib import messages
+
+            messages.success(request, f"{kind} {obj.name} saved.")
+            return redirect(page, obj.name)
+    elif name:
+        obj = view.get_queryset().filter(name=name).first()
+        if obj is None:
+            raise Http404(f"{kind} {name!r} not found")
+        body = view.represent(obj)
+        body.pop("status", None)
+        text = yaml.safe_dump(body, sort_keys=False)
+    else:
+        text = example
+    return render(request, "ui/yaml_edit.html", {
+        "document": text, "error": error, "name": name, "kind": kind,
+    }, title=f"Edit {title} {name}" if name else f"New {title}", status=400 if error else 200)
