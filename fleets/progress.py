@@ -108,9 +108,8 @@ def batch_devices(fleet: Fleet, limit: int = 50):
         members = members.filter(annotations__has_key=c.SELECTED)
     else:
         members = members.exclude(updated_status="UpToDate")
-    return list(members.order_by("name").only(
-        "name", "alias", "summary_status", "updated_status", "apps_status", "annotations",
-        "rendered_version", "status")[:limit])
+    # Everything explain() reads, and no more (the specs stay in the database).
+    return list(members.order_by("name").defer("spec", "rendered_spec")[:limit])
 
 
 def explain(device: Device, fleet: Fleet | None, *, now: datetime.datetime | None = None
@@ -226,7 +225,7 @@ def _agent_reasons(device: Device, status: dict, updating, reported: str, render
             reasons.append(f"The device's spec is invalid: {condition.get('message')}")
             return
     if reported != rendered:
-        policy = ((device.rendered_spec or {}).get("updatePolicy") or {})
+        policy = (_rendered(device).get("updatePolicy") or {})
         window = policy.get("updateSchedule") or policy.get("downloadSchedule")
         if window:
             reasons.append(f"The device applies updates only in its update window "
@@ -236,10 +235,17 @@ def _agent_reasons(device: Device, status: dict, updating, reported: str, render
             reasons.append(f"The device has not yet reported running rendered version "
                            f"{rendered} (it reports {reported}).")
         return
-    wanted = ((device.rendered_spec or {}).get("os") or {}).get("image")
+    wanted = (_rendered(device).get("os") or {}).get("image")
     running = (status.get("os") or {}).get("image")
     if wanted and running and wanted != running:
         reasons.append(f"The device runs OS image {running}, not {wanted}.")
+
+
+def _rendered(device: Device) -> dict:
+    """The rendered spec; empty when the caller did not load it (lists of devices)."""
+    if "rendered_spec" in device.get_deferred_fields():
+        return {}
+    return device.rendered_spec or {}
 
 
 def _budget(budget: dict) -> str:

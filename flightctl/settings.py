@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -132,6 +133,8 @@ STATIC_ROOT = DATA_DIR / "static"
 # WhiteNoise serves the apps' static directories as found at start-up, so no collectstatic
 # step is needed before `serve`.
 WHITENOISE_USE_FINDERS = True
+# ... and STATIC_ROOT only exists once someone ran collectstatic: no warning for its absence.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 LOGIN_URL = "admin:login"
 
 SESSION_COOKIE_SECURE = True
