@@ -134,7 +134,7 @@ STATIC_ROOT = DATA_DIR / "static"
 # step is needed before `serve`.
 WHITENOISE_USE_FINDERS = True
 # ... and STATIC_ROOT only exists once someone ran collectstatic: no warning for its absence.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at")
 LOGIN_URL = "admin:login"
 
 SESSION_COOKIE_SECURE = True

@@ -9,7 +9,9 @@ is the stock one, listed under "Administration".
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 
 from ui import access
 
@@ -29,6 +31,22 @@ NAVIGATION = (
 )
 
 
+class ConsoleLoginForm(AdminAuthenticationForm):
+    """The admin's login form, asking for a Flight Control role instead of ``is_staff``."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct username and password.",
+        "no_role": "This account has no Flight Control role: ask an administrator for one.",
+    }
+
+    def confirm_login_allowed(self, user):
+        from flightctl.api import rbac
+
+        if not user.is_active or rbac.role_of(user) is None:
+            raise forms.ValidationError(self.error_messages["no_role"], code="no_role")
+
+
 class ConsoleSite(admin.AdminSite):
     """The Flight Control console (the default admin site; see ui.apps)."""
 
@@ -36,6 +54,7 @@ class ConsoleSite(admin.AdminSite):
     site_title = "Flight Control"
     index_title = "Overview"
     site_url = None
+    login_form = ConsoleLoginForm
 
     def has_permission(self, request) -> bool:
         return bool(request.user.is_active and access.role(request) is not None)
