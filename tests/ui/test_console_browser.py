@@ -31,7 +31,7 @@ def server(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("console"))
     simulators = []
     try:
-        server.create_user(*ADMIN, "operator")
+        server.create_user(*ADMIN, "org-admin")  # approves enrollments too
         server.create_user(*VIEWER, "viewer")
         # Two batches of two devices, then the rest; every batch must be fully successful.
         server.put("/api/v1/fleets/sim", _fleet("sim", {"fleet": "sim"}, TEMPLATE, {
@@ -71,7 +71,7 @@ def _shown_counts(browser, chart: str) -> dict[str, int]:
 
 def test_an_operator_logs_in_and_the_overview_counts_match_the_api(browser, server):
     browser.login(*ADMIN)
-    assert browser.css(".role-badge")[0].text == "operator"
+    assert browser.css(".role-badge")[0].text == "org-admin"
     nav = browser.text("#nav-sidebar")
     for task in ("Overview", "Devices", "Fleets", "Enrollment", "Repositories",
                  "Resource syncs", "Events"):
