@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--keep", action="store_true", help="keep the database (to study it)")
     args = parser.parse_args(argv)
 
     import psycopg
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
         from django.db import connections
 
         connections.close_all()
+        if args.keep:
+            print(f"kept database {name}", file=sys.stderr)
+            return 0  # noqa: B012 - a kept database is the point of --keep
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -20,11 +20,23 @@ from fleets import choices as c
 from fleets.conditions import get_condition
 from fleets.models import Fleet, TemplateVersion
 from fleets.rollout import ROLLOUT, _percent, _policy, _sequence, _threshold, batch_name
+from fleets.selection import label_selector_q
 from flightctl.models import Event
 
 #: a failed update: the agent's Updating condition with reason Error (service.md §2.5)
 UPDATE_FAILED = Q(status__contains={"conditions": [{"type": "Updating", "reason": "Error"}]})
 FAILED = UPDATE_FAILED | Q(annotations__has_key=c.ROLLOUT_ERROR)
+
+
+def _member_aggregates(prefix: str = "", condition: Q | None = None) -> dict:
+    """The counts of :func:`member_counts`, as aggregates over the rows ``condition`` picks.
+    A failed device is OutOfDate; that cheap column is tested before the status document."""
+    def only(q):
+        return q if condition is None else condition & q
+    return {f"{prefix}total": Count("id", filter=condition),
+            f"{prefix}upToDate": Count("id", filter=only(Q(updated_status="UpToDate"))),
+            f"{prefix}updating": Count("id", filter=only(Q(updated_status="Updating"))),
+            f"{prefix}failed": Count("id", filter=only(Q(updated_status="OutOfDate") & FAILED))}
 
 
 def member_counts(org_id, names: list[str]) -> dict[str, dict]:
@@ -35,18 +47,16 @@ def member_counts(org_id, names: list[str]) -> dict[str, dict]:
     if not names:
         return counts
     rows = (Device.objects.restrict(org_id).filter(owner__in=owners).order_by()
-            .values("owner").annotate(
-                total=Count("id"), upToDate=Count("id", filter=Q(updated_status="UpToDate")),
-                updating=Count("id", filter=Q(updated_status="Updating")),
-                failed=Count("id", filter=FAILED)))
+            .values("owner").annotate(**_member_aggregates()))
     for row in rows:
         counts[owners[row.pop("owner")]] = row
     return counts
 
 
-def rollout_state(fleet: Fleet) -> dict:
+def rollout_state(fleet: Fleet, batch_counts: dict | None = None) -> dict:
     """The rollout of ``fleet``'s current TemplateVersion: its batches (definition, state, the
-    report of each completed one), the current batch's counts, threshold, paused or waiting."""
+    report of each completed one), the threshold, paused or waiting; ``batch_counts`` (from
+    :func:`fleet_counts`) are shown on the current batch."""
     ann = fleet.annotations or {}
     tv = ann.get(c.FLEET_TV) or ""
     sequence = _sequence(fleet)
@@ -83,22 +93,38 @@ def rollout_state(fleet: Fleet) -> dict:
             "successThreshold": _threshold(fleet, index), "report": reports.get(name)})
     if 0 <= number <= len(sequence):
         state["current"] = state["batches"][number]
-        state["current"]["counts"] = batch_counts(fleet, tv)
+        state["current"]["counts"] = batch_counts
     state["finished"] = number > len(sequence)
     state["approved"] = ann.get(c.ROLLOUT_APPROVED) == "true"
     return state
 
 
-def batch_counts(fleet: Fleet, tv: str) -> dict:
-    """The current batch (devices marked ``selectedForRollout``) by progress: one query."""
+def fleet_counts(fleet: Fleet) -> dict:
+    """Everything the fleet page counts, in one pass over the devices the fleet owns or its
+    selector matches: ``members`` (as :func:`member_counts`), ``matching`` (devices its
+    selector matches now, owned or not) and ``batch`` (the current batch by progress)."""
+    owned = Q(owner=f"Fleet/{fleet.name}")
+    selector = label_selector_q((fleet.spec or {}).get("selector"))
+    tv = (fleet.annotations or {}).get(c.FLEET_TV) or ""
     on_tv = Q(annotations__contains={c.RENDERED_TV: tv})
-    return (Device.objects.restrict(fleet.org_id)
-            .filter(owner=f"Fleet/{fleet.name}", annotations__has_key=c.SELECTED)
-            .aggregate(total=Count("id"),
-                       dispatched=Count("id", filter=Q(annotations__contains={c.DEVICE_TV: tv})),
-                       rendered=Count("id", filter=on_tv),
-                       successful=Count("id", filter=on_tv & Q(updated_status="UpToDate")),
-                       failed=Count("id", filter=FAILED)))
+    batch = owned & Q(annotations__has_key=c.SELECTED)
+    aggregates = {
+        **_member_aggregates("members_", owned),
+        "batch_total": Count("id", filter=batch),
+        "batch_dispatched": Count("id", filter=batch & Q(annotations__contains={c.DEVICE_TV: tv})),
+        "batch_rendered": Count("id", filter=batch & on_tv),
+        "batch_successful": Count("id", filter=batch & on_tv & Q(updated_status="UpToDate")),
+        "batch_failed": Count("id", filter=batch & Q(updated_status="OutOfDate") & FAILED),
+    }
+    if selector is not None:
+        aggregates["matching"] = Count("id", filter=selector)
+    rows = Device.objects.restrict(fleet.org_id).filter(
+        owned | selector if selector is not None else owned).aggregate(**aggregates)
+    result: dict = {"members": {}, "batch": {}, "matching": rows.pop("matching", 0)}
+    for key, value in rows.items():
+        group, _, name = key.partition("_")
+        result[group][name] = value
+    return result
 
 
 def batch_devices(fleet: Fleet, limit: int = 50):

@@ -1,10 +1,11 @@
-"""The overview's device summary: the API's ``summaryOnly`` numbers, counted at most every
-``SUMMARY_TTL`` seconds per process and organization.
+"""The overview's whole-fleet numbers: the API's ``summaryOnly`` summary and the progress of
+the rollouts under way, counted at most every ``TTL`` seconds per process.
 
-Counting is one grouped query over the whole device table (devices/summary.py), the cost the
-API pays for ``summaryOnly``; an overview open in many browsers, reloading, must not pay it on
-every load. Like the inventory metrics (flightctl/metrics.py) it is a short-lived per-process
-cache: nothing in it must survive, and the page says how old the numbers are.
+Each is a grouped query over (nearly) the whole device table (devices/summary.py,
+fleets/progress.py), the cost the API pays for ``summaryOnly``; an overview open in many
+browsers, reloading, must not pay it on every load. Like the inventory metrics
+(flightctl/metrics.py) this is a short-lived per-process cache: nothing in it must survive,
+and the page says how old the numbers are.
 """
 
 from __future__ import annotations
@@ -15,23 +16,31 @@ import time
 from devices.models import Device
 from devices.summary import summarize_queryset
 
-SUMMARY_TTL = 10.0
+TTL = 10.0
 
 _lock = threading.Lock()
 _cache: dict = {}
 
 
-def device_summary(org_id) -> tuple[dict, float]:
-    """``(summary, age in seconds)`` of the organization's devices."""
+def cached(key, compute):
+    """``(value, age in seconds)``: ``compute()``'s value, recomputed once ``TTL`` is over."""
     now = time.monotonic()
     with _lock:
-        hit = _cache.get(org_id)
-        if hit is not None and now - hit[1] < SUMMARY_TTL:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[1] < TTL:
             return hit[0], now - hit[1]
-    summary = summarize_queryset(Device.objects.restrict(org_id))
+    value = compute()
     with _lock:
-        _cache[org_id] = (summary, time.monotonic())
-    return summary, 0.0
+        if len(_cache) > 1000:  # keys include page contents; keep the cache small
+            _cache.clear()
+        _cache[key] = (value, time.monotonic())
+    return value, 0.0
+
+
+def device_summary(org_id) -> tuple[dict, float]:
+    """``(summary, age)`` of the organization's devices, as ``summaryOnly`` counts it."""
+    return cached(("summary", org_id), lambda: summarize_queryset(
+        Device.objects.restrict(org_id)))
 
 
 def forget() -> None:

@@ -9,7 +9,6 @@ import yaml
 from django.http import Http404
 from django.views.decorators.http import require_POST
 
-from devices.models import Device
 from fleets import choices, rollout
 from fleets.api.views import FleetViewSet
 from fleets.conditions import get_condition
@@ -17,11 +16,11 @@ from fleets.progress import (
     batch_devices,
     completion_report,
     explain,
+    fleet_counts,
     member_counts,
     rollout_state,
     template_versions,
 )
-from fleets.selection import label_selector_q
 from flightctl.api.errors import ApiError
 from flightctl.models import Event
 from ui import access
@@ -57,17 +56,16 @@ def fleet_page(request, name: str):
     if fleet is None:
         raise Http404(f"Fleet {name!r} not found")
     spec = fleet.spec or {}
-    q = label_selector_q(spec.get("selector"))
-    matching = Device.objects.restrict(fleet.org_id).filter(q).count() if q is not None else 0
+    counts = fleet_counts(fleet)
     versions = template_versions(fleet)
     diff = _diff(request, versions)
-    state = rollout_state(fleet)
+    state = rollout_state(fleet, counts["batch"])
     members = batch_devices(fleet)
     for device in members:
         device.why = explain(device, fleet)
     return render(request, "ui/fleet.html", {
-        "fleet": fleet, "counts": member_counts(fleet.org_id, [name])[name],
-        "matching": matching, "selector_yaml": to_yaml(spec.get("selector")),
+        "fleet": fleet, "counts": counts["members"], "matching": counts["matching"],
+        "selector_yaml": to_yaml(spec.get("selector")),
         "template_yaml": to_yaml(spec.get("template")),
         "policy_yaml": to_yaml(spec.get("rolloutPolicy")),
         "versions": versions, "diff": diff, "rollout": state, "batch_devices": members,

@@ -54,7 +54,8 @@ def overview(request):
         | Q(status__conditions__contains=[{"type": "RolloutInProgress", "reason": "Waiting"}])
         | Q(status__conditions__contains=[{"type": "RolloutInProgress", "reason": "Suspended"}])
     ).order_by("name").only("name", "status", "annotations")[:10])
-    progress = member_counts(org, [f.name for f in rollouts])
+    names = tuple(f.name for f in rollouts)
+    progress, _ = counts.cached(("rollouts", org, names), lambda: member_counts(org, names))
     for fleet in rollouts:
         fleet.counts = progress[fleet.name]
         fleet.condition = next((x for x in fleet.status.get("conditions", [])
