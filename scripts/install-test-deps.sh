@@ -31,6 +31,13 @@ if ((${#missing[@]})); then
     exit 1
   fi
 fi
+# The single sign-on test logs in through a real OpenID Connect provider (oidc-provider, from
+# the npm registry) run by the machine's Node.js.
+oidc="$here/../tests/ui/oidc"
+if [[ ! -d "$oidc/node_modules/oidc-provider" ]]; then
+  command -v npm >/dev/null || { echo "the single sign-on test needs Node.js 20+ and npm" >&2; exit 1; }
+  npm install --prefix "$oidc" --no-audit --no-fund --silent
+fi
 # On CI machines of this project's kind the shared preparation script also fixes podman (its
 # cgroup and rlimit quirks there); FLIGHTCTL_PREPARE_HOST=0 opts out.
 if [[ -f "$prepare" && $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then

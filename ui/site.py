@@ -80,6 +80,11 @@ class ConsoleSite(admin.AdminSite):
         context["console_role"] = access.role(request)
         return context
 
+    def login(self, request, extra_context=None):
+        from ui.sso import provider
+
+        return super().login(request, {**(extra_context or {}), "sso": provider()})
+
     def index(self, request, extra_context=None):
         from ui.views.overview import overview
 

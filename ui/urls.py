@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from ui import sso
 from ui.views import devices, enrollment, events, fleets, repos
 
 
@@ -12,6 +13,9 @@ def console_urls(site) -> list:
         return path(route, site.admin_view(view), name=name)
 
     return [
+        # Before login, so not behind admin_view.
+        path("sso/login", sso.start, name="ui-sso-login"),
+        path("sso/callback", sso.callback, name="ui-sso-callback"),
         page("devices/device/", devices.device_list, "ui-devices"),
         page("devices/device/<str:name>/", devices.device_page, "ui-device"),
         page("devices/device/<str:name>/<str:action>", devices.device_action, "ui-device-action"),

@@ -245,7 +245,7 @@ def check_config(data_dir):
     """Validate the configuration and print the effective settings."""
     config = _load_config(data_dir)
     for key, value in sorted(vars(config).items()):
-        if key != "secret_key":
+        if key not in ("secret_key", "oidc_client_secret"):
             click.echo(f"{key}: {value}")
 
 

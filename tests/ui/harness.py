@@ -43,12 +43,12 @@ def wait(what: str, check, timeout: float = 60, interval: float = 0.5):
 class Server:
     """``flightctl-server serve`` with a fresh database on the local PostgreSQL."""
 
-    def __init__(self, work: Path, **settings):
+    def __init__(self, work: Path, *, port: int | None = None, **settings):
         self.work = work
         self.database = f"ui_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
-        self.port, self.agent_port = free_port(), free_port()
+        self.port, self.agent_port = port or free_port(), free_port()
         self.base = f"https://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTCTL_")}
         self.env.update({
