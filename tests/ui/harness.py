@@ -187,6 +187,14 @@ class Browser:
         self.driver.execute_script("arguments[0].value = arguments[1]", self.one(selector), value)
 
     def click(self, selector: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(3):  # the page may be replaced between finding and clicking
+            try:
+                self.one(selector).click()
+                return
+            except StaleElementReferenceException:
+                time.sleep(0.3)
         self.one(selector).click()
 
     def login(self, username: str, password: str) -> None:

@@ -63,7 +63,8 @@ def _sso_login(browser, username: str) -> None:
     browser.fill("input[name=login]", username)  # the provider's own login form
     browser.fill("input[name=password]", "anything")
     browser.click("button[type=submit]")
-    browser.click("button[type=submit]")  # its consent page: "Continue"
+    wait("the provider's consent page", lambda: not browser.css("input[name=login]"), 20, 0.2)
+    browser.click("button[type=submit]")  # "Continue"
     wait("the console after single sign-on", lambda: "Overview" in browser.driver.title, 30,
          0.3)
 
