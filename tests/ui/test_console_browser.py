@@ -191,6 +191,37 @@ def test_a_template_edit_rolls_out_batch_by_batch_with_pause_and_resume(browser,
     assert updated["actor"] == f"user:{ADMIN[0]}"
 
 
+def test_repositories_and_resource_syncs_show_their_state_and_never_a_secret(browser, server):
+    secret = "hunter2-do-not-show"
+    server.put("/api/v1/repositories/config", {
+        "apiVersion": "flightctl.io/v1beta1", "kind": "Repository",
+        "metadata": {"name": "config"},
+        "spec": {"type": "http", "url": "http://127.0.0.1:9/config",
+                 "httpConfig": {"username": "deploy", "password": secret}}})
+    server.put("/api/v1/resourcesyncs/fleets", {
+        "apiVersion": "flightctl.io/v1beta1", "kind": "ResourceSync",
+        "metadata": {"name": "fleets"},
+        "spec": {"repository": "config", "targetRevision": "main", "path": "/fleets"}})
+    for path in ("/admin/repos/repository/", "/admin/repos/repository/config/",
+                 "/admin/repos/repository/config/edit/"):
+        browser.open(path)
+        browser.one("#content")
+        assert secret not in browser.driver.page_source, path
+    assert "*****" in browser.one("#document").get_attribute("value")
+    browser.open("/admin/repos/repository/")
+    assert "http://127.0.0.1:9/config" in browser.text()
+    browser.screenshot("repositories")
+    browser.open("/admin/repos/resourcesync/fleets/")
+    assert "Conditions" in browser.text()
+    browser.screenshot("resourcesync")
+    browser.open("/admin/fleets/fleet/")
+    assert browser.css('tr.fleet-row[data-name="sim"]')
+    browser.screenshot("fleets")
+    browser.open("/admin/flightctl/event/?fieldSelector=involvedObject.kind%3DFleet")
+    assert "FleetRolloutBatchCompleted" in browser.text()
+    browser.screenshot("events")
+
+
 def test_a_viewer_finds_no_write_button_and_a_forged_post_is_refused(browser, server):
     browser.login(*VIEWER)
     assert browser.css(".role-badge")[0].text == "viewer"
@@ -210,14 +241,25 @@ def test_a_viewer_finds_no_write_button_and_a_forged_post_is_refused(browser, se
     # The same request a write button would send, forged with the viewer's own session and
     # CSRF token: refused.
     browser.open("/admin/fleets/fleet/sim/")
-    status = browser.driver.execute_async_script("""
-        const done = arguments[arguments.length - 1];
-        const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken='))
-            .split('=')[1];
-        fetch('/admin/fleets/fleet/sim/rollout/pause', {method: 'POST',
-              headers: {'X-CSRFToken': token}, credentials: 'same-origin'})
-            .then(r => done(r.status));
-    """)
-    assert status == 403
+    forged = {
+        "/admin/fleets/fleet/sim/rollout/pause": "",
+        "/admin/fleets/fleet/sim/edit/": "document=" + "kind: Fleet",
+        f"/admin/devices/device/{name}/labels": "labels=owned%3Dyes",
+        f"/admin/devices/device/{name}/decommission": "",
+        "/admin/devices/device/": f"action=labels&names={name}&labels=owned%3Dyes",
+        "/admin/enrollment/enrollmentrequest/": "decision=approve&names=x",
+    }
+    for path, form in forged.items():
+        status = browser.driver.execute_async_script("""
+            const [path, form, done] = arguments;
+            const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken='))
+                .split('=')[1];
+            fetch(path, {method: 'POST', body: form, credentials: 'same-origin',
+                         headers: {'X-CSRFToken': token,
+                                   'Content-Type': 'application/x-www-form-urlencoded'}})
+                .then(r => done(r.status));
+        """, path, form)
+        assert status == 403, (path, status)
+    assert "owned" not in server.get(f"/api/v1/devices/{name}")["metadata"]["labels"]
     before = server.get("/api/v1/fleets/sim")["metadata"].get("annotations", {})
     assert before.get("fleet-controller/rolloutPaused") is None

@@ -65,8 +65,16 @@ def bounded_count(queryset, limit: int = COUNT_LIMIT) -> str:
     return f"{limit}+" if n > limit else str(n)
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML as people write it: multi-line strings (file contents) as ``|`` blocks."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
 def to_yaml(value) -> str:
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False) if value else ""
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False) if value else ""
 
 
 def done(request, message: str, to: str, *args):

@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 
 from flightctl.api.errors import ApiError
 from ui import access
-from ui.views.common import endpoint, render
+from ui.views.common import endpoint, render, to_yaml
 
 
 def edit_resource(request, viewset, name: str | None, *, resource: str, kind: str, page: str,
@@ -45,7 +45,7 @@ def edit_resource(request, viewset, name: str | None, *, resource: str, kind: st
             raise Http404(f"{kind} {name!r} not found")
         body = view.represent(obj)
         body.pop("status", None)
-        text = yaml.safe_dump(body, sort_keys=False)
+        text = to_yaml(body)
     else:
         text = example
     return render(request, "ui/yaml_edit.html", {
