@@ -99,13 +99,16 @@ class Server:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    def simulate(self, name: str, devices: int, *labels: str, approve: bool = True):
-        """``flightctl-agent simulate`` with ``devices`` devices, until stopped."""
+    def simulate(self, name: str, devices: int, *labels: str, approve: bool = True,
+                 failing_share: float = 0.0):
+        """``flightctl-agent simulate`` with ``devices`` devices, until stopped; a
+        ``failing_share`` of them report a critical disk and a failed application."""
         work = self.work / name
         work.mkdir()
         argv = [BIN / "flightctl-agent", "simulate", "--user-api", self.base, "--ca-file",
                 self.ca, "--devices", str(devices), "--status-interval", "5",
-                "--work-dir", str(work), "--stats-file", str(work / "stats.json")]
+                "--work-dir", str(work), "--stats-file", str(work / "stats.json"),
+                "--failing-share", str(failing_share)]
         argv += [arg for label in labels for arg in ("--label", label)]
         argv.append("--approve" if approve else "--no-approve")
         log = open(work / "simulator.log", "wb")  # noqa: SIM115 - lives with the process

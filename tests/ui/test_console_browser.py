@@ -43,7 +43,8 @@ def server(tmp_path_factory):
             "metadata": {"labels": {"fleet": "edge"}}, "spec": {"config": [{
                 "name": "site", "inline": [{"path": "/etc/site",
                                             "content": "{{ .metadata.labels.site }}"}]}]}}))
-        simulators.append(server.simulate("fleet", SIMULATED, "fleet=sim"))
+        # One of them with a critical disk and a failed application: an alert to show.
+        simulators.append(server.simulate("fleet", SIMULATED, "fleet=sim", failing_share=0.17))
         wait("the simulated devices up to date", lambda: server.get(
             "/api/v1/devices", summaryOnly="true", labelSelector="fleet=sim")["summary"][
             "updateStatus"].get("UpToDate") == SIMULATED, 180, 2)
@@ -88,6 +89,9 @@ def test_an_operator_logs_in_and_the_overview_counts_match_the_api(browser, serv
         return (total, shown) == (summary["total"], wanted) or (total, shown, summary)
     wait("the overview to show the API's summary", lambda: matches() is True, 45, 2)
     assert int(browser.text("#device-total .big")) == SIMULATED
+    assert _shown_counts(browser, "device-status") == {"Online": SIMULATED - 1, "Error": 1}
+    assert browser.text('[data-alert="resources-critical"] .big') == "1"
+    assert len(browser.css("#alerting tr")) == 1
     browser.screenshot("overview")
 
 
