@@ -69,3 +69,54 @@ def test_the_device_list_pages_by_keyset_and_shows_the_selector_error(console):
     assert bad.status_code == 200
     assert bad.context["error"].startswith('invalid selector "site==="')
     assert escape(bad.context["error"]) in bad.content.decode()  # shown above the list
+
+
+def test_bulk_labels_are_written_through_the_api_with_the_operator_as_actor(console, admin_user):
+    from devices.models import Device
+    from flightctl.models import Event
+
+    populate(3)
+    response = console.post("/admin/devices/device/", {
+        "action": "labels", "names": ["dev-000000", "dev-000001"], "labels": "rack=r7"})
+    assert response.status_code == 302
+    labelled = Device.objects.filter(labels__contains={"rack": "r7"})
+    assert sorted(labelled.values_list("name", flat=True)) == ["dev-000000", "dev-000001"]
+    events = Event.objects.filter(reason="ResourceUpdated", involved_kind="Device")
+    assert {e.actor for e in events} == {f"user:{admin_user.username}"}
+    assert events.count() == 2
+    # A bad label refuses the whole action; nothing is written.
+    console.post("/admin/devices/device/", {
+        "action": "labels", "names": ["dev-000000", "dev-000002"], "labels": "rack=r8,bad key=x"})
+    assert not Device.objects.filter(labels__contains={"rack": "r8"}).exists()
+
+
+def test_a_fleet_created_from_yaml_is_validated_by_the_api(console):
+    bad = console.post("/admin/fleets/fleet/add/", {"document": "kind: Fleet\nmetadata: {}\n"})
+    assert bad.status_code == 400
+    assert "metadata.name" in bad.context["error"]
+    good = console.post("/admin/fleets/fleet/add/", {"document": (
+        "apiVersion: flightctl.io/v1beta1\nkind: Fleet\nmetadata: {name: f1}\n"
+        "spec:\n  selector: {matchLabels: {a: b}}\n  template: {spec: {}}\n")})
+    assert good.status_code == 302 and good.url == "/admin/fleets/fleet/f1/"
+
+
+def test_a_viewer_reads_every_page_and_may_write_nothing(client, db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    populate(10)
+    viewer = get_user_model().objects.create_user("viewer")
+    viewer.groups.add(Group.objects.create(name="flightctl-viewer"))
+    client.force_login(viewer)
+    for url in PAGES.values():
+        if not url.endswith("/edit/"):
+            assert client.get(url).status_code == 200, url
+    assert client.get("/admin/fleets/fleet/edge/edit/").status_code == 403
+    for url, form in (("/admin/devices/device/", {"action": "resume", "names": ["dev-000000"]}),
+                      ("/admin/fleets/fleet/edge/rollout/pause", {}),
+                      ("/admin/enrollment/enrollmentrequest/pending-0001/",
+                       {"decision": "approve"})):
+        assert client.post(url, form).status_code == 403, url
+    # No role at all: not even the overview.
+    client.force_login(get_user_model().objects.create_user("nobody"))
+    assert client.get("/admin/").status_code == 302
