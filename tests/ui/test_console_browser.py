@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.harness import Browser, Server, chromium, stop_process, wait
+from tests.ui.harness import Server, stop_process, wait
 
 SIMULATED = 6
 ADMIN, VIEWER = ("ops", "ops-password-1"), ("watcher", "watcher-password-1")
@@ -54,15 +54,6 @@ def server(tmp_path_factory):
         for process in simulators:
             stop_process(process)
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    driver = chromium()
-    try:
-        yield Browser(driver, server)
-    finally:
-        driver.quit()
 
 
 def _shown_counts(browser, chart: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ui.harness import Browser, Server, chromium, free_port, stop_process, wait
+from tests.ui.harness import Server, free_port, stop_process, wait
 
 PROVIDER = Path(__file__).parent / "oidc"
 
@@ -45,15 +45,6 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    driver = chromium()
-    try:
-        yield Browser(driver, server)
-    finally:
-        driver.quit()
 
 
 def _sso_login(browser, username: str) -> None:

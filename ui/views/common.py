@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import yaml
 from django.contrib import admin, messages
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
@@ -28,6 +29,14 @@ def render(request, template: str, context: dict, *, title: str, status: int = 2
 def endpoint(request, viewset):
     """The API endpoint of a kind, bound to this user and organization (reads and writes)."""
     return viewset.for_user(request.user, access.org_id(request))
+
+
+def found(view, name: str):
+    """The object ``name`` of the endpoint's kind in this organization, or a 404."""
+    obj = view.get_queryset().filter(name=name).first()
+    if obj is None:
+        raise Http404(f"{view.kind} {name!r} not found")
+    return obj
 
 
 def selected(request, view, queryset, *, fields=None):

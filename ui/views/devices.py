@@ -22,6 +22,7 @@ from ui import access
 from ui.views.common import (
     done,
     endpoint,
+    found,
     keyset_page,
     parse_labels,
     refused,
@@ -113,9 +114,7 @@ def apply(request, action: str, names: list[str], form) -> int:
 def device_page(request, name: str):
     access.require(request, "devices", "get")
     view = endpoint(request, DeviceViewSet)
-    device = view.get_queryset().filter(name=name).first()
-    if device is None:
-        raise Http404(f"Device {name!r} not found")
+    device = found(view, name)
     fleet = None
     if (device.owner or "").startswith("Fleet/"):
         fleet = Fleet.objects.restrict(device.org_id).filter(

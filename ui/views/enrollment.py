@@ -5,7 +5,6 @@ where the agent's printed ``/enroll/<name>`` URL lands."""
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -18,7 +17,7 @@ from flightctl.api.errors import ApiError
 from flightctl.api.events import actor_of
 from flightctl.api.validation import Errors
 from ui import access
-from ui.views.common import endpoint, keyset_page, parse_labels, render, selected
+from ui.views.common import endpoint, found, keyset_page, parse_labels, render, selected
 
 APPROVAL = ("enrollmentrequests/approval", "update")
 
@@ -69,9 +68,7 @@ def request_page(request, name: str):
     access.require(request, "enrollmentrequests", "get")
     if request.method == "POST":
         return _decide(request, [name], reverse("admin:ui-enrollmentrequest", args=[name]))
-    er = endpoint(request, EnrollmentRequestViewSet).get_queryset().filter(name=name).first()
-    if er is None:
-        raise Http404(f"EnrollmentRequest {name!r} not found")
+    er = found(endpoint(request, EnrollmentRequestViewSet), name)
     _describe(er)
     device = Device.objects.restrict(er.org_id).filter(name=name).only("name").first()
     return render(request, "ui/enrollmentrequest.html", {
@@ -83,7 +80,7 @@ def request_page(request, name: str):
 
 def _decide(request, names: list[str], back: str):
     """Approve or deny ``names`` with the API's approval service (certificate, Device and
-    events in one transaction each... and all of them in one: all or none)."""
+    events), all of them in one transaction: all or none."""
     from django.contrib import messages
 
     access.require(request, *APPROVAL)

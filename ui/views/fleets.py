@@ -24,7 +24,16 @@ from fleets.progress import (
 from flightctl.api.errors import ApiError
 from flightctl.models import Event
 from ui import access
-from ui.views.common import done, endpoint, keyset_page, refused, render, selected, to_yaml
+from ui.views.common import (
+    done,
+    endpoint,
+    found,
+    keyset_page,
+    refused,
+    render,
+    selected,
+    to_yaml,
+)
 from ui.views.yaml_edit import edit_resource
 
 ROLLOUT_ACTIONS = ("pause", "resume", "approve")
@@ -52,9 +61,7 @@ def fleet_list(request):
 def fleet_page(request, name: str):
     access.require(request, "fleets", "get")
     view = endpoint(request, FleetViewSet)
-    fleet = view.get_queryset().filter(name=name).first()
-    if fleet is None:
-        raise Http404(f"Fleet {name!r} not found")
+    fleet = found(view, name)
     spec = fleet.spec or {}
     counts = fleet_counts(fleet)
     versions = template_versions(fleet)

@@ -4,12 +4,10 @@ API's representation, which masks them."""
 
 from __future__ import annotations
 
-from django.http import Http404
-
 from flightctl.models import Event
 from repos.api.views import RepositoryViewSet, ResourceSyncViewSet
 from ui import access
-from ui.views.common import endpoint, keyset_page, render, selected, to_yaml
+from ui.views.common import endpoint, found, keyset_page, render, selected, to_yaml
 from ui.views.yaml_edit import edit_resource
 
 KINDS = {
@@ -39,9 +37,7 @@ def _page(request, key: str, name: str):
     viewset, resource, kind, _ = KINDS[key]
     access.require(request, resource, "get")
     view = endpoint(request, viewset)
-    obj = view.get_queryset().filter(name=name).first()
-    if obj is None:
-        raise Http404(f"{kind} {name!r} not found")
+    obj = found(view, name)
     body = view.represent(obj)
     return render(request, "ui/resource.html", {
         "object": obj, "body": body, "key": key, "kind": kind,

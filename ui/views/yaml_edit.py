@@ -5,12 +5,11 @@ the text kept as typed."""
 from __future__ import annotations
 
 import yaml
-from django.http import Http404
 from django.shortcuts import redirect
 
 from flightctl.api.errors import ApiError
 from ui import access
-from ui.views.common import endpoint, render, to_yaml
+from ui.views.common import endpoint, found, render, to_yaml
 
 
 def edit_resource(request, viewset, name: str | None, *, resource: str, kind: str, page: str,
@@ -40,10 +39,7 @@ def edit_resource(request, viewset, name: str | None, *, resource: str, kind: st
             messages.success(request, f"{kind} {obj.name} saved.")
             return redirect(page, obj.name)
     elif name:
-        obj = view.get_queryset().filter(name=name).first()
-        if obj is None:
-            raise Http404(f"{kind} {name!r} not found")
-        body = view.represent(obj)
+        body = view.represent(found(view, name))
         body.pop("status", None)
         text = to_yaml(body)
     else:
