@@ -41,6 +41,11 @@ def edit_resource(request, viewset, name: str | None, *, resource: str, kind: st
     elif name:
         body = view.represent(found(view, name))
         body.pop("status", None)
+        # What the user writes: the service's own metadata (annotations, generation, owner,
+        # timestamps) stays out of the editor; resourceVersion stays, so a concurrent change
+        # is refused (409) rather than overwritten.
+        body["metadata"] = {key: value for key, value in body["metadata"].items()
+                            if key in ("name", "labels", "resourceVersion")}
         text = to_yaml(body)
     else:
         text = example
