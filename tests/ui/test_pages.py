@@ -120,3 +120,19 @@ def test_a_viewer_reads_every_page_and_may_write_nothing(client, db):
     # No role at all: not even the overview.
     client.force_login(get_user_model().objects.create_user("nobody"))
     assert client.get("/admin/").status_code == 302
+
+
+def test_decommissioning_from_the_device_page_is_the_apis_decommission(console, admin_user):
+    from devices.models import Device
+    from flightctl.models import Event
+
+    populate(3)
+    response = console.post("/admin/devices/device/dev-000002/decommission")
+    assert response.status_code == 302
+    device = Device.objects.get(name="dev-000002")
+    assert device.spec["decommissioning"] == {"target": "Unenroll"}
+    assert device.owner is None and device.labels == {}
+    event = Event.objects.get(reason="DeviceDecommissioned", involved_name="dev-000002")
+    assert event.actor == f"user:{admin_user.username}"
+    again = console.post("/admin/devices/device/dev-000002/decommission", follow=True)
+    assert "already has decommissioning requested" in again.content.decode()

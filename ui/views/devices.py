@@ -79,9 +79,12 @@ def _bulk(request):
 
 def _back(request, url: str, message: str, *, error: bool = False):
     from django.contrib import messages
+    from django.utils.http import url_has_allowed_host_and_scheme
 
     (messages.error if error else messages.success)(request, message)
-    return redirect(url if url.startswith("/") else reverse("admin:ui-devices"))
+    if not url_has_allowed_host_and_scheme(url, {request.get_host()}):
+        url = reverse("admin:ui-devices")
+    return redirect(url)
 
 
 def apply(request, action: str, names: list[str], form) -> int:
@@ -99,6 +102,8 @@ def apply(request, action: str, names: list[str], form) -> int:
     labels = parse_labels(form.get("labels", ""))
     if not labels and form.get("replace") != "true":
         raise bad_request("labels: Required value: give at least one key=value")
+    # One API write per device, as `flightctl` would send them: each is validated, versioned
+    # and recorded on its own. The selection is bounded by the page (50 devices).
     for name in names:
         document = view.represent(view.get_object(name))
         merged = {**document["metadata"].get("labels", {}), **labels}
