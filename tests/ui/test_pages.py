@@ -136,3 +136,18 @@ def test_decommissioning_from_the_device_page_is_the_apis_decommission(console, 
     assert event.actor == f"user:{admin_user.username}"
     again = console.post("/admin/devices/device/dev-000002/decommission", follow=True)
     assert "already has decommissioning requested" in again.content.decode()
+
+
+def test_denying_several_requests_at_once_records_each_decision(console, admin_user):
+    from enrollment.models import EnrollmentRequest
+
+    populate(1)
+    names = ["pending-0001", "pending-0002"]
+    response = console.post("/admin/enrollment/enrollmentrequest/",
+                            {"decision": "deny", "names": names})
+    assert response.status_code == 302
+    for er in EnrollmentRequest.objects.filter(name__in=names):
+        assert er.status["approval"]["approved"] is False
+        assert er.status["approval"]["approvedBy"] == admin_user.username
+    waiting = console.get("/admin/enrollment/enrollmentrequest/")
+    assert not {er.name for er in waiting.context["requests"]} & set(names)
