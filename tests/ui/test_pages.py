@@ -106,7 +106,7 @@ def test_a_viewer_reads_every_page_and_may_write_nothing(client, db):
 
     populate(10)
     viewer = get_user_model().objects.create_user("viewer")
-    viewer.groups.add(Group.objects.create(name="flightctl-viewer"))
+    viewer.groups.add(Group.objects.get_or_create(name="flightctl-viewer")[0])
     client.force_login(viewer)
     for url in PAGES.values():
         if not url.endswith("/edit/"):
