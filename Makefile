@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint test-deps migrate token clean rpm bench
+.PHONY: setup run test lint test-deps migrate token clean rpm bench bench-ui screenshots
 
 $(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -48,6 +48,15 @@ bench: setup
 	@$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/pip install -q -e './agent[simulator]'
 	timeout 7200 $(BIN)/python -m bench.run --devices $(DEVICES) \
 		--output bench/report-$(DEVICES).json $(BENCH_ARGS)
+
+## Web console page latency with 100,000 devices on the local PostgreSQL (docs/ui.md).
+UI_DEVICES ?= 100000
+bench-ui: setup
+	$(BIN)/python -m bench.ui --devices $(UI_DEVICES)
+
+## Retake the console's screenshots in docs/ui/ (the browser tests take them).
+screenshots: test-deps setup
+	FLIGHTCTL_SCREENSHOTS=docs/ui $(BIN)/pytest tests/ui/test_console_browser.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -50,6 +50,7 @@ from fleets.models import Fleet, TemplateVersion
 from fleets.templates import TemplateError, current_template_version, device_spec
 from flightctl.api import annotations as keys
 from flightctl.api.conditions import set_condition, update_conditions
+from flightctl.api.errors import bad_request, not_found
 from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from flightctl.api.selectors import label_selector_object_q
 from flightctl.config import parse_duration
@@ -530,3 +531,36 @@ def approve(fleet: Fleet) -> None:
 def set_approval_method(fleet: Fleet, method: str) -> None:
     fleet.annotations = {**(fleet.annotations or {}), keys.APPROVAL_METHOD: method}
     _save(fleet)
+
+
+OPERATOR_ACTIONS = {"pause": pause, "resume": resume, "approve": approve}
+
+
+def operator_action(org_id, name: str, action: str) -> Fleet:
+    """``pause``, ``resume`` or ``approve`` the rollout of fleet ``name`` (the user API's
+    ``POST .../rollout/{action}`` and the web console): the fleet is locked, the action applied
+    and the rollout nudged (``fleet-progress``) in one transaction. ApiError if refused."""
+    if action not in OPERATOR_ACTIONS:
+        raise not_found("rollout action", action)
+    with transaction.atomic():
+        fleet = Fleet.objects.restrict(org_id).filter(name=name).select_for_update().first()
+        if fleet is None:
+            raise not_found("Fleet", name)
+        if not (fleet.annotations or {}).get(keys.TEMPLATE_VERSION):
+            raise bad_request(f'fleet "{name}" has no rollout yet')
+        OPERATOR_ACTIONS[action](fleet)
+        enqueue("fleet-progress", {"org_id": str(fleet.org_id), "name": fleet.name,
+                                   "kind": "Fleet"})
+    return fleet
+
+
+def operator_approval_method(org_id, name: str, method: str) -> Fleet:
+    """``PUT .../rollout/approvalmethod``: ``manual`` makes every batch wait for ``approve``."""
+    if method not in c.ApprovalMethod.values:
+        raise bad_request('method: Unsupported value: supported values: "automatic", "manual"')
+    with transaction.atomic():
+        fleet = Fleet.objects.restrict(org_id).filter(name=name).select_for_update().first()
+        if fleet is None:
+            raise not_found("Fleet", name)
+        set_approval_method(fleet, method)
+    return fleet

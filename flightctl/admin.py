@@ -1,8 +1,8 @@
 """Admin building blocks shared by every kind, and the framework's own admin pages.
 
-The admin is a window onto the API's objects: it lists, filters and shows them but does not
-edit specs, because every write must go through the API's validation, events and follow-up
-work. Changes are made with the API or the ``flightctl`` CLI.
+The admin is a window onto the API's objects: it lists, filters and shows them but neither
+edits nor deletes them, because every write must go through the API's validation, events and
+follow-up work. Changes are made with the web console (ui/), the API or the ``flightctl`` CLI.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ class ResourceAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a delete here would skip the API's rules and record no event
+
     @staticmethod
     def _pretty(value):
         return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
@@ -98,6 +101,9 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the audit trail; retention (event_retention) removes old events
 
 
 @admin.register(ApiToken)

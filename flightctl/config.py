@@ -110,6 +110,9 @@ class Config:
     # as bearer tokens, for this client id (the tokens' audience), with these claims.
     oidc_issuer: str = ""
     oidc_client_id: str = ""
+    # Only for an issuer that registers the web console as a confidential client; a public
+    # client (the default) proves itself with PKCE alone (docs/ui.md, Single sign-on).
+    oidc_client_secret: str = ""
     oidc_username_claim: str = "preferred_username"
     oidc_roles_claim: str = "groups"
     # Alerts (docs/configuration.md, "Monitoring"): device problems recorded as events are

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -64,7 +65,10 @@ DEBUG = os.environ.get("FLIGHTCTL_DEBUG") == "1"
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The web console (ui/): its templates override the admin's, so it comes first; the admin
+    # itself runs the console's site (ui.site.ConsoleSite).
+    "ui",
+    "ui.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -82,6 +86,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Static files (the console's CSS and scripts) straight from the application servers,
+    # gunicorn included: no separate web server to configure.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "flightctl.api.middleware.ApiVersionMiddleware",
     "flightctl.api.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -123,6 +130,12 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the apps' static directories as found at start-up, so no collectstatic
+# step is needed before `serve`.
+WHITENOISE_USE_FINDERS = True
+# ... and STATIC_ROOT only exists once someone ran collectstatic: no warning for its absence.
+warnings.filterwarnings("ignore", message="No directory at")
+LOGIN_URL = "admin:login"
 
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

@@ -11,7 +11,9 @@ set -euo pipefail
 # podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
 # from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
 # prometheus-alertmanager: the alert exporter's tests post to a real Alertmanager on loopback.
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager)
+# chromium/chromium-driver: the web console's browser tests (tests/ui/), driven by Selenium
+# through Debian's chromedriver (Selenium never downloads a browser or driver here).
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 
@@ -28,6 +30,13 @@ if ((${#missing[@]})); then
     echo "missing packages for the tests: ${missing[*]} (install them with apt-get)" >&2
     exit 1
   fi
+fi
+# The single sign-on test logs in through a real OpenID Connect provider (oidc-provider, from
+# the npm registry) run by the machine's Node.js.
+oidc="$here/../tests/ui/oidc"
+if [[ ! -d "$oidc/node_modules/oidc-provider" ]]; then
+  command -v npm >/dev/null || { echo "the single sign-on test needs Node.js 20+ and npm" >&2; exit 1; }
+  npm install --prefix "$oidc" --no-audit --no-fund --silent
 fi
 # On CI machines of this project's kind the shared preparation script also fixes podman (its
 # cgroup and rlimit quirks there); FLIGHTCTL_PREPARE_HOST=0 opts out.

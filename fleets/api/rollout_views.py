@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import Q
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fleets import choices, rollout
+from fleets import rollout
 from fleets.api.serializers import FleetSerializer
 from fleets.models import Fleet, TemplateVersion
-from flightctl.api.annotations import TEMPLATE_VERSION
-from flightctl.api.errors import API_VERSION, bad_request, not_found, status_body
+from flightctl.api.errors import API_VERSION, not_found, status_body
 from flightctl.api.resources import ResourceViewSet, resolve_org
 from flightctl.api.selectors import Field
 from flightctl.api.serializers import timestamp
-from flightctl.tasks import enqueue
 
 
 class TemplateVersionSerializer:
@@ -81,38 +78,17 @@ class RolloutActionView(APIView):
     """``POST /fleets/{name}/rollout/{pause|resume|approve}``; ``PUT .../approvalmethod``.
 
     Beyond the reference: operators pause and resume a rollout, and approve a batch that
-    waits for approval or was suspended below its success threshold.
+    waits for approval or was suspended below its success threshold. The work is in
+    :func:`fleets.rollout.operator_action`, which the web console calls too.
     """
 
-    actions = {"pause": rollout.pause, "resume": rollout.resume, "approve": rollout.approve}
-
-    def _fleet(self, request, name: str) -> Fleet:
-        fleet = Fleet.objects.restrict(resolve_org(request)).filter(name=name
-                                                                    ).select_for_update().first()
-        if fleet is None:
-            raise not_found("Fleet", name)
-        return fleet
-
     def post(self, request, name: str, action: str):
-        if action not in self.actions:
-            raise not_found("rollout action", action)
-        with transaction.atomic():
-            fleet = self._fleet(request, name)
-            if not (fleet.annotations or {}).get(TEMPLATE_VERSION):
-                raise bad_request(f'fleet "{name}" has no rollout yet')
-            self.actions[action](fleet)
-            enqueue("fleet-progress", {"org_id": str(fleet.org_id), "name": fleet.name,
-                                       "kind": "Fleet"})
+        fleet = rollout.operator_action(resolve_org(request), name, action)
         return Response(FleetSerializer().to_representation(fleet))
 
     def put(self, request, name: str, action: str):
         if action != "approvalmethod":
             raise not_found("rollout action", action)
         method = (request.data or {}).get("method") if isinstance(request.data, dict) else None
-        if method not in choices.ApprovalMethod.values:
-            raise bad_request('method: Unsupported value: supported values: "automatic", '
-                              '"manual"')
-        with transaction.atomic():
-            fleet = self._fleet(request, name)
-            rollout.set_approval_method(fleet, method)
+        fleet = rollout.operator_approval_method(resolve_org(request), name, method)
         return Response(FleetSerializer().to_representation(fleet))

@@ -70,6 +70,12 @@ def _claim(claims: dict, path: str):
 
 def verify(token: str) -> tuple[str, str | None]:
     """``(username, role)`` of a valid token of the configured issuer; OIDCError otherwise."""
+    return identity(decode(token))
+
+
+def decode(token: str) -> dict:
+    """The claims of a token of the configured issuer, its signature, issuer, audience and
+    expiry checked; OIDCError otherwise."""
     config = settings.FLIGHTCTL
     try:
         key = _jwks_client(config.oidc_issuer).get_signing_key_from_jwt(token).key
@@ -79,6 +85,12 @@ def verify(token: str) -> tuple[str, str | None]:
                                      "require": ["exp", "iss"]})
     except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:
         raise OIDCError(f"invalid token: {exc}") from exc
+    return claims
+
+
+def identity(claims: dict) -> tuple[str, str | None]:
+    """``(username, role)`` named by a verified token's claims (the configured claims)."""
+    config = settings.FLIGHTCTL
     username = _claim(claims, config.oidc_username_claim)
     if not isinstance(username, str) or not username:
         raise OIDCError(f"the token has no {config.oidc_username_claim} claim")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import copy
 import uuid
+from types import SimpleNamespace
 
 import jsonpatch
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.http import QueryDict
 from rest_framework import viewsets
 from rest_framework.response import Response
 
@@ -276,19 +278,11 @@ class ResourceViewSet(viewsets.ViewSet):
         return Response(self.represent(self.get_object(name)))
 
     def create(self, request):
-        incoming = self.serializer.parse(request.data)
-        try:
-            with transaction.atomic():
-                if self.get_queryset().filter(name=incoming.name).exists():
-                    raise conflict(MSG_DUPLICATE)
-                obj = self._create(incoming)
-        except IntegrityError:
-            raise conflict(MSG_DUPLICATE)
-        return Response(self.represent(obj), status=201)
+        return Response(self.represent(self.create_object(request.data)), status=201)
 
     def update(self, request, name: str):
-        incoming = self.serializer.parse(request.data, path_name=name)
-        return self._replace(name, incoming, patch=False)
+        obj, created = self.replace_object(name, request.data)
+        return Response(self.represent(obj), status=201 if created else 200)
 
     def partial_update(self, request, name: str):
         current = self.represent(self.get_object(name))
@@ -296,10 +290,44 @@ class ResourceViewSet(viewsets.ViewSet):
         self._check_immutable(current, patched, ("apiVersion", "kind", "status"))
         if (patched.get("metadata") or {}).get("name") != name:
             raise bad_request("metadata.name is immutable")
-        incoming = self.serializer.parse(patched, path_name=name)
-        return self._replace(name, incoming, patch=True)
+        obj, created = self.replace_object(name, patched, patch=True)
+        return Response(self.represent(obj), status=201 if created else 200)
 
     def destroy(self, request, name: str):
+        self.delete_object(name)
+        return Response(status_body(200, ""), status=200)
+
+    # -- the write path as calls (the API's handlers above, and the web console) -------------
+
+    @classmethod
+    def for_user(cls, user, org_id) -> ResourceViewSet:
+        """This kind's endpoint bound to ``user`` in ``org_id`` instead of an HTTP request, so
+        other front ends (the web console) write through the very same rules, events (with
+        the user as actor) and follow-up hooks. The caller has checked the user's role."""
+        view = cls()
+        view.request = SimpleNamespace(user=user, query_params=QueryDict(), data=None)
+        view.org_id = org_id
+        view.format_kwarg = None
+        return view
+
+    def create_object(self, document):
+        """Create from an API document (validated as ``POST`` does); ApiError if refused."""
+        incoming = self.serializer.parse(document)
+        try:
+            with transaction.atomic():
+                if self.get_queryset().filter(name=incoming.name).exists():
+                    raise conflict(MSG_DUPLICATE)
+                return self._create(incoming)
+        except IntegrityError:
+            raise conflict(MSG_DUPLICATE)
+
+    def replace_object(self, name: str, document, *, patch: bool = False):
+        """Replace (or create) ``name`` from an API document as ``PUT`` does; returns
+        ``(object, created)``."""
+        incoming = self.serializer.parse(document, path_name=name)
+        return self._replace(name, incoming, patch=patch)
+
+    def delete_object(self, name: str) -> None:
         with transaction.atomic():
             obj = self.get_queryset().select_for_update().filter(name=name).first()
             if obj is not None:
@@ -307,7 +335,6 @@ class ResourceViewSet(viewsets.ViewSet):
                 self.after_delete(obj)
                 obj.delete()
                 self.event(name, "ResourceDeleted", f"{self.kind} was deleted successfully.")
-        return Response(status_body(200, ""), status=200)
 
     # -- status subresource ---------------------------------------------------------------
 
@@ -362,7 +389,7 @@ class ResourceViewSet(viewsets.ViewSet):
                 if obj is None:
                     if incoming.resource_version is not None:
                         raise conflict(MSG_CONFLICT)
-                    return Response(self.represent(self._create(incoming)), status=201)
+                    return self._create(incoming), True
                 if (
                     incoming.resource_version is not None
                     and incoming.resource_version != obj.resource_version
@@ -382,7 +409,7 @@ class ResourceViewSet(viewsets.ViewSet):
                     self.after_write(obj, created=False, changed=changed)
         except IntegrityError:
             raise conflict(MSG_DUPLICATE)
-        return Response(self.represent(obj), status=200)
+        return obj, False
 
     def apply_changes(self, obj, incoming: Incoming) -> list[str]:
         """Copy what the client may set onto ``obj``; return the names of changed fields."""

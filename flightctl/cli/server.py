@@ -94,14 +94,13 @@ def _migrate(verbosity: int = 0) -> None:
         _fail(f"database migration failed: {str(exc).splitlines()[0]}")
 
 
-def _issue_token(username: str, description: str, role: str = "admin") -> str:
-    """A new token for ``username``, created with ``role`` if new; an existing user's role is
-    set to ``role`` (admin: a superuser; others: the one ``flightctl-<role>`` group)."""
+def _set_role(username: str, role: str):
+    """The user ``username`` (created if new) with ``role`` (admin: a superuser; others: the
+    one ``flightctl-<role>`` group)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     from flightctl.api.rbac import ROLES
-    from flightctl.models import ApiToken
 
     user, _ = get_user_model().objects.get_or_create(username=username)
     admin = role == "admin"
@@ -110,7 +109,15 @@ def _issue_token(username: str, description: str, role: str = "admin") -> str:
     user.groups.remove(*Group.objects.filter(name__in=[f"flightctl-{r}" for r in ROLES]))
     if not admin:
         user.groups.add(Group.objects.get_or_create(name=f"flightctl-{role}")[0])
-    return ApiToken.issue(user, description=description)
+    return user
+
+
+def _issue_token(username: str, description: str, role: str = "admin") -> str:
+    """A new token for ``username``, created with ``role`` if new; an existing user's role is
+    set to ``role``."""
+    from flightctl.models import ApiToken
+
+    return ApiToken.issue(_set_role(username, role), description=description)
 
 
 data_dir_option = click.option(
@@ -152,6 +159,32 @@ def create_token(data_dir, username, description, role):
         _django_setup()
         _migrate()
         click.echo(_issue_token(username, description, role))
+
+
+@main.command("create-user")
+@data_dir_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "org-admin", "operator", "viewer",
+                                           "installer"]), default="viewer", show_default=True,
+              help="The user's role (docs/api.md, Roles); sets it for an existing user too.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input instead of prompting.")
+def create_user(data_dir, username, role, password_stdin):
+    """Create (or update) a local user who logs in to the web console with a password."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        _fail("the password must not be empty")
+    config = _load_config(data_dir)
+    with database(config):
+        _django_setup()
+        _migrate()
+        user = _set_role(username, role)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    click.echo(f"User {username!r} ({role}) can log in at {config.user_api_url()}/admin/")
 
 
 @main.command()
@@ -216,7 +249,7 @@ def check_config(data_dir):
     """Validate the configuration and print the effective settings."""
     config = _load_config(data_dir)
     for key, value in sorted(vars(config).items()):
-        if key != "secret_key":
+        if key not in ("secret_key", "oidc_client_secret"):
             click.echo(f"{key}: {value}")
 
 
