@@ -20,7 +20,9 @@ A paused rollout is ``Suspended`` with the annotation ``fleet-controller/rollout
 ``POST /api/v1/fleets/{name}/rollout/{action}``, each answering with the Fleet.
 
 Exit codes of ``rollout status``: 0 complete, 1 failed, 3 not finished (without ``--watch``,
-or when ``--timeout`` ran out).
+or when ``--timeout`` ran out), 4 the server could not be reached. A watch outlives dropped
+connections and a restarting server: each read is retried (``http.RETRIES``), and a watch that
+still gets no answer keeps trying for :data:`UNREACHABLE_GRACE` seconds before exit 4.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ import click
 
 from flightctl.cli.client import output
 from flightctl.cli.client.cli import Env, cli, common_options
-from flightctl.cli.client.errors import CliError
+from flightctl.cli.client.errors import EXIT_UNREACHABLE, CliError, ServerUnreachable
 from flightctl.cli.client.http import ApiError
 from flightctl.cli.client.kinds import parse_single
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_UNFINISHED = 0, 1, 3
+assert EXIT_UNREACHABLE not in (EXIT_COMPLETE, EXIT_FAILED, EXIT_UNFINISHED)
+UNREACHABLE_GRACE = 60.0
 ANNOTATION_BATCH = "fleet-controller/batchNumber"
 ANNOTATION_PAUSED = "fleet-controller/rolloutPaused"
 ANNOTATION_TV = "fleet-controller/templateVersion"
@@ -155,13 +159,32 @@ def rollout():
               help="Stop watching after this many seconds (0: no limit); exit code 3.")
 @common_options
 def status(env: Env, resource, watch, interval, timeout):
-    """Show the rollout of a fleet; exit 0 complete, 1 failed, 3 not finished."""
+    """Show the rollout of a fleet; exit 0 complete, 1 failed, 3 not finished, 4 no server."""
     _, name = parse_single(resource, ("fleets",), "show the rollout of")
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + timeout if timeout else None
     last = ""
+    away_since = None
     while True:
-        state = fetch_state(env, name)
+        try:
+            state = fetch_state(env, name)
+        except ServerUnreachable as exc:
+            now = time.monotonic()
+            if not watch or (away_since is not None and now - away_since > UNREACHABLE_GRACE):
+                raise
+            if away_since is None:
+                away_since = now
+                # On a terminal, end the progress line being redrawn first.
+                click.echo(("\n" if tty else "") + f"Lost the server ({exc.message}); "
+                           f"retrying for up to {UNREACHABLE_GRACE:g}s", err=True)
+                last = ""
+            if deadline is not None and now >= deadline:
+                raise
+            time.sleep(interval)
+            continue
+        if away_since is not None:
+            click.echo("Reconnected to the server", err=True)
+            away_since = None
         line = state.line(name)
         if line != last:
             # On a terminal the progress line is redrawn in place; in a pipe or a log every
