@@ -11,7 +11,8 @@ set -euo pipefail
 # podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
 # from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
 # prometheus-alertmanager: the alert exporter's tests post to a real Alertmanager on loopback.
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager)
+# zbar-tools: zbarimg reads back the QR codes the agent draws on its console.
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager zbar-tools)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 
