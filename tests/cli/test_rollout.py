@@ -59,6 +59,9 @@ def test_rollout_phases_from_fleet_condition_and_members():
     # Devices still waiting for their update: not finished.
     assert rollout_state(fleet("Inactive"), [member("UpToDate"), member()]).phase == "pending"
     assert rollout_state(fleet("Inactive"), [member("Updating")]).phase == "rolling out"
+    # A device the fleet selects but the server has not yet made a member: not done yet.
+    waiting = rollout_state(fleet("Inactive"), [], joining=1)
+    assert (waiting.phase, waiting.total, waiting.percent) == ("pending", 1, 0)
 
 
 def agent_report(device: dict, state: str, failed: bool = False) -> dict:

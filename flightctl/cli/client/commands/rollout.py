@@ -11,7 +11,10 @@ The reference CLI has no rollout command; this one reads what the API already ex
 * the fleet's member devices (``fieldSelector=metadata.owner=Fleet/<name>``): updated
   (``status.updated.status`` UpToDate), updating (Updating), failed (annotation
   ``fleet-controller/lastRolloutError`` or an ``Updating`` condition with reason ``Error``),
-  and pending (the rest).
+  and pending (the rest);
+* devices the fleet's ``matchLabels`` select that have no owner yet: the server makes a device
+  a member just after it is created or relabelled, so a device approved a moment ago counts
+  as pending, not as "nothing to do".
 
 A rollout is *complete* when no batched rollout is running and every member is up to date,
 *failed* when it is suspended (not paused) or when every member that is not up to date failed.
@@ -100,13 +103,14 @@ def device_state(device: dict) -> str:
     return "pending"
 
 
-def rollout_state(fleet: dict, devices: list[dict]) -> RolloutState:
-    """Combine the fleet's rollout condition with its members' update states."""
+def rollout_state(fleet: dict, devices: list[dict], joining: int = 0) -> RolloutState:
+    """Combine the fleet's rollout condition with its members' update states (``joining``:
+    selected devices not yet members, counted as pending)."""
     annotations = output.dig(fleet, "metadata", "annotations", default={}) or {}
-    counts = {"failed": 0, "updated": 0, "updating": 0, "pending": 0}
+    counts = {"failed": 0, "updated": 0, "updating": 0, "pending": joining}
     for device in devices:
         counts[device_state(device)] += 1
-    total = len(devices)
+    total = len(devices) + joining
     cond = output.condition(fleet, "RolloutInProgress") or {}
     reason = cond.get("reason") or "Inactive"
     message = cond.get("message") or ""
@@ -142,7 +146,20 @@ def fetch_state(env: Env, name: str) -> RolloutState:
     client = env.client
     fleet = client.get_json(f"fleets/{name}")
     members = client.list_pages("devices", {"fieldSelector": f"metadata.owner=Fleet/{name}"})
-    return rollout_state(fleet, members.get("items") or [])
+    return rollout_state(fleet, members.get("items") or [], joining(env, fleet))
+
+
+def joining(env: Env, fleet: dict) -> int:
+    """How many devices the fleet selects that have no owner yet (one summary query). Only
+    plain ``matchLabels`` selectors are counted; with ``matchExpressions`` this is 0."""
+    selector = output.dig(fleet, "spec", "selector", default={}) or {}
+    labels = selector.get("matchLabels") or {}
+    if not labels or selector.get("matchExpressions"):
+        return 0
+    answer = env.client.get_json("devices", params={
+        "labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "fieldSelector": "!metadata.owner", "summaryOnly": "true"}) or {}
+    return int(output.dig(answer, "summary", "total", default=0) or 0)
 
 
 @cli.group()
