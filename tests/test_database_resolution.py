@@ -9,12 +9,25 @@ one: the tests' own).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def data_root():
+    """A directory outside pytest's tmp_path: pytest runs of other checkouts on this machine
+    reset /tmp/pytest-of-<user> to 0700, which locks out the embedded PostgreSQL's own user."""
+    root = Path(tempfile.mkdtemp(prefix="fctl-db-resolution-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def run(args, data_dir: Path, **env) -> subprocess.CompletedProcess:
@@ -23,8 +36,8 @@ def run(args, data_dir: Path, **env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180, cwd=CHECKOUT)
 
 
-def test_manage_py_and_server_commands_use_the_embedded_database_of_the_data_dir(tmp_path):
-    data = tmp_path / "data"
+def test_manage_py_and_server_commands_use_the_embedded_database_of_the_data_dir(data_root):
+    data = data_root / "data"
     migrate = run([sys.executable, "manage.py", "migrate", "-v", "0"], data)
     assert migrate.returncode == 0, migrate.stderr
     assert f"Embedded PostgreSQL running in {data / 'postgres'}" in migrate.stderr

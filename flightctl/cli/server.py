@@ -310,7 +310,9 @@ class Supervisor:
               "(default 0.0.0.0:7443). Env: FLIGHTCTL_AGENT_ADDRESS.")
 @click.option("--workers", type=int, envvar="FLIGHTCTL_WORKERS", help="gunicorn worker "
               "processes for the user API (default 2).")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), envvar="FLIGHTCTL_LOG_LEVEL",
+# No envvar here: the configuration reads FLIGHTCTL_LOG_LEVEL and reports a bad value along
+# with every other problem of the configuration.
+@click.option("--log-level", type=click.Choice(LOG_LEVELS),
               help="info (default): starts, failures and significant events; debug: also "
               "every task, request and server message. Env: FLIGHTCTL_LOG_LEVEL.")
 def serve(data_dir, address, agent_address, workers, log_level):
