@@ -15,8 +15,9 @@ $(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 		{ echo "Python 3.11 or newer is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
-	@if [ -f agent/pyproject.toml ]; then $(BIN)/pip install -q -e ./agent; fi
+	@# -qq: errors only (setuptools warns about editable installs on every build).
+	$(BIN)/pip install -qq -e .
+	@if [ -f agent/pyproject.toml ]; then $(BIN)/pip install -qq -e ./agent; fi
 	@touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
