@@ -4,28 +4,41 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint test-deps migrate token clean rpm bench bench-ui screenshots
+.PHONY: install setup run test lint test-deps migrate token clean rpm bench bench-ui screenshots
 
+# Two installs: `make run` gets exactly what `pip install .` needs (no test extras, nothing that
+# builds against system libraries); `make test` and `make setup` add the test extras, which
+# need the Debian packages of scripts/install-test-deps.sh (tpm2-pytss builds against
+# libtss2-dev).
 $(BIN)/.installed: pyproject.toml $(wildcard agent/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@# -qq: errors only (setuptools warns about editable installs on every build).
+	$(BIN)/pip install -qq -e .
+	@if [ -f agent/pyproject.toml ]; then $(BIN)/pip install -qq -e ./agent; fi
+	@touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	@if [ -f agent/pyproject.toml ]; then $(BIN)/pip install -q -e './agent[test]'; fi
 	@touch $@
 
-setup: $(BIN)/.installed
+install: $(BIN)/.installed
+
+setup: $(BIN)/.installed-test
 
 ## Run the server on the embedded PostgreSQL (first start prints an admin token).
-run: setup
+run: install
+	@echo "The command line is in $(abspath $(BIN)): export PATH=$(abspath $(BIN)):\$$PATH"
 	$(BIN)/flightctl-server serve
 
-migrate: setup
+migrate: install
 	$(BIN)/flightctl-server migrate
 
 ## Print a new API token for user "admin".
-token: setup
+token: install
 	$(BIN)/flightctl-server create-token --username admin
 
 ## Install what the tests need from Debian (when root), then lint and run every test.
@@ -38,7 +51,7 @@ test-deps:
 	@bash scripts/install-test-deps.sh
 
 ## Build the device agent's RPM (from its pip-built wheel) into dist/rpm.
-rpm: setup
+rpm: install
 	PYTHON=$(BIN)/python bash agent/packaging/build-rpm.sh dist/rpm
 
 ## Scale benchmark: server + N simulated devices, one JSON report (docs/scale.md).

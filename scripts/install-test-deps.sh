@@ -11,9 +11,10 @@ set -euo pipefail
 # podman/docker-registry/busybox-static: the device agent's application tests (containers pulled
 # from a registry on loopback, images built from busybox); rpm: rpmbuild for the agent's RPM.
 # prometheus-alertmanager: the alert exporter's tests post to a real Alertmanager on loopback.
+# zbar-tools: zbarimg reads back the QR codes the agent draws on its console.
 # chromium/chromium-driver: the web console's browser tests (tests/ui/), driven by Selenium
 # through Debian's chromedriver (Selenium never downloads a browser or driver here).
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver)
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 

@@ -13,6 +13,11 @@ import yaml
 # The reference contract is read in place from shared/ beside the checkout (as CI lays it out).
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
+# The PostgreSQL of this machine's developers and CI. The product never falls back to it (a
+# process without FLIGHTCTL_DATABASE_URL gets the embedded database of its data directory);
+# the test process names it explicitly here.
+TEST_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
 _embedded = None
 
 
@@ -30,15 +35,24 @@ def django_db_modify_db_settings():
     global _embedded
     from django.conf import settings
 
-    # One test database per run, so concurrent runs on one server do not drop each other's.
-    settings.DATABASES["default"]["TEST"]["NAME"] = f"test_flightctl_{os.getpid()}"
-    if os.environ.get("FLIGHTCTL_DATABASE_URL") or _reachable("127.0.0.1", 5432):
-        return
-    from flightctl.database import EmbeddedPostgres
     from flightctl.settings import database_from_url
 
-    _embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="fctl-test-pg-")))
-    settings.DATABASES["default"].update(database_from_url(_embedded.start()))
+    default = settings.DATABASES["default"]
+    test = default["TEST"]  # with the defaults Django filled in
+    if not os.environ.get("FLIGHTCTL_DATABASE_URL"):
+        if _reachable("127.0.0.1", 5432):
+            url = TEST_SERVER_URL
+        else:
+            from flightctl.database import EmbeddedPostgres
+
+            _embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="fctl-test-pg-")))
+            url = _embedded.start()
+        default.update(database_from_url(url))
+        from django.db import connections
+
+        del connections["default"]  # rebuilt from the updated settings on next use
+    # One test database per run, so concurrent runs on one server do not drop each other's.
+    default["TEST"] = {**test, "NAME": f"test_flightctl_{os.getpid()}"}
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -40,6 +40,7 @@ def test_secrets_never_leave_in_clear_text(api, make_repo, git_http, ssh_server,
     from repos.tasks import check_repository, run_resource_sync
 
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="django-q")  # quiet by default; seen here anyway
     command_lines: list[str] = []
     real_run = subprocess.run
 

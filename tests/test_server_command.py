@@ -34,7 +34,9 @@ def wait_until_up(url: str, ca: Path, process: subprocess.Popen, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early with {process.returncode}")
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"server exited early with {process.returncode}: "
+                                 f"{output[-3000:]}")
         try:
             if get(url, ca).status_code == 200:
                 return
@@ -93,12 +95,12 @@ def test_serve_on_the_embedded_database_answers_device_lists_and_stops_cleanly(r
     assert not pid_file.exists(), "embedded PostgreSQL still running after serve stopped"
 
 
-def _serve_in_own_session(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def _serve_in_own_session(data_dir: Path, *options: str) -> tuple[subprocess.Popen, str]:
     """``serve`` as a terminal runs it: the leader of its own process group."""
     port = free_port()
     process = subprocess.Popen(
         [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{port}",
-         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1"],
+         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1", *options],
         env=server_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
@@ -126,7 +128,8 @@ def test_a_signal_to_the_whole_group_stops_every_process_cleanly(tmp_path, signu
     """Ctrl-C (SIGINT) and a service manager's stop (SIGTERM to every process of the unit)
     reach the whole process group; the task cluster must still stop by itself (it hung when
     its workers got the signal too, and was killed after the grace period)."""
-    process, _ = _serve_in_own_session(tmp_path / "data")
+    # At debug level django-q says when it has stopped (by default it is quiet).
+    process, _ = _serve_in_own_session(tmp_path / "data", "--log-level", "debug")
     try:
         # The user API answers before the task cluster has started its processes (and set its
         # signal handlers): wait for them, or a signal that early just ends the cluster at once.

@@ -228,7 +228,7 @@ class Agent:
             try:
                 enroll.enroll(self, self.status.collect(), labels, self.os.mode,
                               str(self.store.desired.version), stop=self.stopping.is_set)
-            except (enroll.EnrollmentRefused, enroll.EnrollmentTimeout) as e:
+            except enroll.EnrollmentRefused as e:
                 log.error("%s", e)
                 return 1
             if self.stopping.is_set():
@@ -236,8 +236,7 @@ class Agent:
             self.collect_system_info()
         self.identity.enrolled()
         self.build_management_client()
-        print(f"Your device is enrolled to flightctl, you can manage it at: "
-              f"{cfg.enrollment.ui_endpoint.rstrip('/')}/manage/{self.name}", flush=True)
+        enroll.show(enroll.management_banner(cfg.enrollment.ui_endpoint, self.name))
         self.reconciler.ensure_booted_os()
         if rebooted:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -14,11 +15,18 @@ from flightctl_agent import config as config_module
 @click.group(invoke_without_command=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Configuration file (default /etc/flightctl/config.yaml under the root).")
+@click.option("--root", type=click.Path(file_okay=False), envvar=config_module.TEST_ROOT_ENV,
+              help="A directory standing for / : every device path (/etc/flightctl, "
+              "/var/lib/flightctl, config files) lives below it. To try the agent without "
+              "root, or run several on one machine. Env: FLIGHTCTL_TEST_ROOT_DIR.")
 @click.pass_context
-def main(ctx: click.Context, config_file: str | None) -> None:
+def main(ctx: click.Context, config_file: str | None, root: str | None) -> None:
     """The Flight Control device agent. Without a command it runs the agent."""
     ctx.ensure_object(dict)
     ctx.obj["config_file"] = config_file
+    if root:
+        # Hooks, stand-ins and child processes see the same root.
+        os.environ[config_module.TEST_ROOT_ENV] = os.path.abspath(root)
     if ctx.invoked_subcommand is None:
         ctx.exit(_run(config_file))
 

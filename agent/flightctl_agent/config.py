@@ -139,6 +139,7 @@ class AgentConfig:
     status_update_jitter: float | None = None
     enrollment_verify_interval: float = 10.0
     enrollment_verify_cap: float = 60.0
+    # Accepted for the reference's configs; the wait for approval no longer ends (enroll.py).
     enrollment_verify_steps: int = 6
     default_labels: dict = field(default_factory=dict)
     label_from_systeminfo: dict = field(default_factory=dict)

@@ -88,10 +88,12 @@ class OSManager:
             raise errors.UpdateError("os", f"bootc status: invalid JSON: {e}",
                                      retryable=True) from e
 
-    def switch(self, image: str) -> None:
+    def switch(self, image: str, local: bool = True) -> None:
+        """Stage ``image``: from podman's storage, where the update's prefetch pulled it, or
+        (``local=False``, a device without podman) from its registry, which bootc reads."""
         log.info("Switching OS image to %s", image)
-        self._run("switch", "--transport", "containers-storage", "--retain", image,
-                  element=image)
+        transport = ["--transport", "containers-storage"] if local else []
+        self._run("switch", *transport, "--retain", image, element=image)
 
     def apply(self) -> None:
         """Reboot into the staged deployment (does not return on a real device)."""

@@ -56,7 +56,7 @@ class Pruner:
 
     def after_update(self) -> None:
         """The update committed: remove the candidates' images (errors are only logged)."""
-        if not self.enabled or not self._candidates:
+        if not self.enabled or not self._candidates or not self.podman.available():
             return
         gone = set()
         for ref in self._candidates:

@@ -102,6 +102,10 @@ class Reconciler:
 
     def _prefetch(self, current, desired) -> None:
         agent = self.agent
+        if not agent.podman.available():
+            # Nothing can be pulled ahead: applications will report that podman is missing,
+            # and bootc pulls an OS image from its registry itself (OSManager.switch).
+            return
         targets = list(agent.apps.images(desired.spec))
         image = (desired.spec.get("os") or {}).get("image")
         if image and image != (current.spec.get("os") or {}).get("image"):
@@ -133,7 +137,7 @@ class Reconciler:
         if image and agent.os.mode == "image":
             booted = agent.os.status().booted.image
             if image != booted:
-                agent.os.switch(image)
+                agent.os.switch(image, local=agent.podman.available())
                 hooks.run_hooks(agent.config.paths, hooks.BEFORE_REBOOTING, diff)
                 agent.store.create_rollback(booted)
                 self.status.summary_override = {

@@ -285,12 +285,16 @@ class ResourceViewSet(viewsets.ViewSet):
         return Response(self.represent(obj), status=201 if created else 200)
 
     def partial_update(self, request, name: str):
-        current = self.represent(self.get_object(name))
-        patched = apply_json_patch(current, request.data)
-        self._check_immutable(current, patched, ("apiVersion", "kind", "status"))
-        if (patched.get("metadata") or {}).get("name") != name:
-            raise bad_request("metadata.name is immutable")
-        obj, created = self.replace_object(name, patched, patch=True)
+        # Read, patch and write under the row lock: a write in between (the server's own, e.g.
+        # a fleet adopting the device) would otherwise turn the resourceVersion the patched
+        # document carries into a 409 the client never asked for.
+        with transaction.atomic():
+            current = self.represent(self.get_object(name, lock=True))
+            patched = apply_json_patch(current, request.data)
+            self._check_immutable(current, patched, ("apiVersion", "kind", "status"))
+            if (patched.get("metadata") or {}).get("name") != name:
+                raise bad_request("metadata.name is immutable")
+            obj, created = self.replace_object(name, patched, patch=True)
         return Response(self.represent(obj), status=201 if created else 200)
 
     def destroy(self, request, name: str):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from flightctl.config import ConfigError, load, parse_address
+from flightctl.config import LOG_LEVELS, ConfigError, load, parse_address
 
 # Django, the models and the heavier modules are imported inside the commands that use them:
 # Django can be set up only once the configuration is loaded and the database is there, and
@@ -49,6 +49,13 @@ def _load_config(data_dir: str | None, **overrides):
     return config
 
 
+def server_log_level(level: str) -> str:
+    """The level of gunicorn's and uvicorn's own messages: they announce every process they
+    boot and stop at INFO, so below debug only their warnings and errors are shown (``serve``
+    prints the one line that says where the server listens)."""
+    return level if level in ("debug", "error") else "warning"
+
+
 def connections_needed(config) -> int:
     """Database connections the server's processes may hold at once, with room to spare: an
     agent API process pools up to 8 and keeps its LISTEN and version-check connections; a
@@ -58,7 +65,7 @@ def connections_needed(config) -> int:
 
 
 @contextmanager
-def database(config):
+def database(config, quiet: bool = False):
     """Yield with FLIGHTCTL_DATABASE_URL set; start/stop the embedded server when needed."""
     embedded = None
     if config.embedded_database:
@@ -69,7 +76,8 @@ def database(config):
             config.database_url = embedded.start(connections=connections_needed(config))
         except Exception as exc:  # surface initdb/start failures as one line
             _fail(f"could not start the embedded PostgreSQL in {embedded.pgdata}: {exc}")
-        click.echo(f"Embedded PostgreSQL running in {embedded.pgdata}", err=True)
+        if not quiet:
+            click.echo(f"Embedded PostgreSQL running in {embedded.pgdata}", err=True)
     os.environ["FLIGHTCTL_DATABASE_URL"] = config.database_url
     try:
         yield config.database_url
@@ -339,10 +347,16 @@ class Supervisor:
               "(default 0.0.0.0:7443). Env: FLIGHTCTL_AGENT_ADDRESS.")
 @click.option("--workers", type=int, envvar="FLIGHTCTL_WORKERS", help="gunicorn worker "
               "processes for the user API (default 2).")
-def serve(data_dir, address, agent_address, workers):
+# No envvar here: the configuration reads FLIGHTCTL_LOG_LEVEL and reports a bad value along
+# with every other problem of the configuration.
+@click.option("--log-level", type=click.Choice(LOG_LEVELS),
+              help="info (default): starts, failures and significant events; debug: also "
+              "every task, request and server message. Env: FLIGHTCTL_LOG_LEVEL.")
+def serve(data_dir, address, agent_address, workers, log_level):
     """Run the API servers and the task workers until SIGTERM/SIGINT."""
     config = _load_config(data_dir, address=address, agent_address=agent_address,
-                          workers=workers)
+                          workers=workers, log_level=log_level)
+    servers_level = server_log_level(config.log_level)
     from flightctl.pki import PKI
 
     pki = PKI.from_config(config)  # creates the CA and its signers on the first start
@@ -364,7 +378,7 @@ def serve(data_dir, address, agent_address, workers):
             sys.executable, "-m", "gunicorn", "flightctl.wsgi:application",
             "--bind", bind, "--certfile", str(cert_file), "--keyfile", str(key_file),
             "--workers", str(config.workers), "--threads", str(config.threads),
-            "--worker-class", "gthread", "--log-level", config.log_level,
+            "--worker-class", "gthread", "--log-level", servers_level,
             "--graceful-timeout", "15", "--timeout", "60",
         ])
         supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
@@ -372,7 +386,7 @@ def serve(data_dir, address, agent_address, workers):
         supervisor.spawn("agent-api", [
             sys.executable, "-m", "agent_api", "--host", agent_host,
             "--port", str(agent_port), "--certfile", str(cert_file), "--keyfile", str(key_file),
-            "--ca-certs", str(pki.bundle_path), "--log-level", config.log_level,
+            "--ca-certs", str(pki.bundle_path), "--log-level", servers_level,
             "--workers", str(config.agent_api_workers),
         ], env={
             # Status writes run in short-lived threads; glibc gives threads their own malloc
@@ -385,6 +399,9 @@ def serve(data_dir, address, agent_address, workers):
         code = supervisor.run()
     sys.exit(code)
 
+
+# Commands kept in modules of their own register themselves on ``main``.
+from flightctl.cli import database_commands  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -33,6 +33,28 @@ BIN = Path(sys.executable).parent
 STANDINS = Path(__file__).resolve().parent / "standins"
 
 
+def path_without(tools: tuple[str, ...], workdir: Path) -> str:
+    """A PATH like this one, minus ``tools``: a directory of links to every other command.
+
+    A device "without podman" is a plain machine, not a crippled one: the agent still finds
+    sh, python3 (the stand-ins) and everything else it may run."""
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            name = entry.name
+            if name in tools or name.startswith(tuple(f"{t}-" for t in tools)):
+                continue
+            link = bin_dir / name
+            if not link.exists() and os.access(entry.path, os.X_OK):
+                link.symlink_to(entry.path)
+    for tool in tools:
+        assert not shutil.which(tool, path=str(bin_dir)), f"{tool} still on PATH"
+    return str(bin_dir)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if not path:
@@ -239,7 +261,8 @@ class AgentProcess:
     """One device: a root directory, a config, and a supervised ``flightctl-agent`` process."""
 
     def __init__(self, root: Path, server: Server, env: dict | None = None,
-                 bootc: bool = False, extra_config: dict | None = None):
+                 bootc: bool = False, extra_config: dict | None = None,
+                 without: tuple[str, ...] = ()):
         self.root = root
         self.server = server
         root.mkdir(parents=True, exist_ok=True)
@@ -254,7 +277,7 @@ class AgentProcess:
                 "enrollment-ui-endpoint": server.url},
             "spec-fetch-interval": "0m2s", "status-update-interval": "0m2s",
             "status-update-jitter": "0s", "enrollment-verify-interval": "2s",
-            "enrollment-verify-steps": 20, "pull-timeout": "2m", "log-level": "debug",
+            "pull-timeout": "2m", "log-level": "debug",
             "system-info": ["hostname", "kernel", "distroName"],
             **(extra_config or {})}
         self.config_file = root / "etc/flightctl/config.yaml"
@@ -263,9 +286,10 @@ class AgentProcess:
         path = [str(STANDINS / "systemd")]
         if bootc:
             path.insert(0, str(STANDINS / "bootc"))
+        system = (path_without(without, root.parent / f"{root.name}-path") if without
+                  else os.environ.get("PATH", ""))
         self.env = {**os.environ, **(env or {}), "FLIGHTCTL_TEST_ROOT_DIR": str(root),
-                    "PATH": ":".join(path + [os.environ.get("PATH", "")]),
-                    "PYTHONUNBUFFERED": "1"}
+                    "PATH": ":".join(path + [system]), "PYTHONUNBUFFERED": "1"}
         self.env.pop("FLIGHTCTL_AGENT_PID", None)
         self.log_path = root.parent / f"{root.name}.log"
         self.process: subprocess.Popen | None = None
@@ -315,9 +339,13 @@ class AgentProcess:
     @property
     def name(self) -> str:
         if self._name is None:
-            found = wait_for(lambda: ENROLL_URL.findall(self.log()), 60,
-                             what="enrollment URL in the agent's output")
-            self._name = found[-1]
+            # The URL the agent printed, else (console banner disabled) its banner file.
+            banner = self.path("/etc/issue.d/flightctl-banner.issue")
+
+            def found():
+                text = self.log() + (banner.read_text() if banner.exists() else "")
+                return ENROLL_URL.findall(text)
+            self._name = wait_for(found, 60, what="enrollment URL of the agent")[-1]
         return self._name
 
     def enroll(self, labels: dict | None = None) -> str:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +60,18 @@ def _server_env(data_dir: Path) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def server():
+@contextmanager
+def running_server(extra_env: dict | None = None):
+    """``flightctl-server serve`` on free ports with its own data directory, until the end of
+    the block (``extra_env``: more environment for it, e.g. gunicorn's own options)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fctl-cli-server-"))
     port = free_port()
     log = open(data_dir.parent / f"{data_dir.name}.log", "w")
     process = subprocess.Popen(
         [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{port}",
          "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1"],
-        env=_server_env(data_dir), stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**_server_env(data_dir), **(extra_env or {})}, stdout=log,
+        stderr=subprocess.STDOUT, text=True,
     )
     url = f"https://127.0.0.1:{port}"
     ca = data_dir / "pki" / "ca.crt"
@@ -98,6 +102,12 @@ def server():
         log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
         Path(log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    with running_server() as running:
+        yield running
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 
 import yaml
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.cli.conftest import table
+from tests.cli.conftest import FLIGHTCTL, table
 
 
 def csr_pem(common_name: str) -> bytes:
@@ -58,6 +59,29 @@ def test_approve_an_enrollment_request_with_labels(server, cli, tmp_path):
 
     cli.ok("delete", "devices", name, "cli-er-replace")
     cli.ok("delete", "er", name, "cli-er-replace")
+
+
+def test_approve_what_get_o_name_lists(server, cli, tmp_path):
+    """``-o name`` prints kind/name lines, which approve takes as they are, in a real shell."""
+    names = ["cli-er-shell-a", "cli-er-shell-b"]
+    for name in names:
+        manifest = tmp_path / f"{name}.yaml"
+        manifest.write_text(yaml.safe_dump(enrollment_request(name)))
+        cli.ok("apply", "-f", manifest)
+    listing = f"--field-selector 'metadata.name in ({','.join(names)})'"
+    assert cli.ok("get", "er", "--field-selector", f"metadata.name in ({','.join(names)})",
+                  "-o", "name").split() == [f"enrollmentrequest/{n}" for n in names]
+    shell = subprocess.run(["bash", "-c", f"flightctl approve $(flightctl get er {listing} "
+                            "-o name) -l site=shell"], capture_output=True, text=True,
+                           env={**cli.env, "PATH": f"{FLIGHTCTL.parent}:{cli.env['PATH']}"},
+                           timeout=120)
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines() == [f'Enrollment request "{n}" approved' for n in names]
+    for name in names:
+        labels = server.api("GET", f"devices/{name}").json()["metadata"]["labels"]
+        assert labels == {"site": "shell"}
+    cli.ok("delete", "devices", *names)
+    cli.ok("delete", "er", *names)
 
 
 def svc_csr(name: str) -> dict:

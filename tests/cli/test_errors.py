@@ -67,9 +67,13 @@ def test_server_down(fresh_cli, server):
     config = yaml.safe_load(fresh_cli.config_file.read_text())
     config["service"]["server"] = f"https://127.0.0.1:{free_port()}"
     fresh_cli.config_file.write_text(yaml.safe_dump(config))
-    one_line_error(fresh_cli("get", "devices"), "cannot reach the server", "connection refused")
-    one_line_error(fresh_cli("login", f"https://127.0.0.1:{free_port()}", "-t", "x", "-k"),
-                   "cannot reach the server")
+    down = fresh_cli("get", "devices")
+    one_line_error(down, "cannot reach the server", "connection refused")
+    # Its own exit code: a script can tell "the server is away" from "the server said no".
+    assert down.code == 4
+    login = fresh_cli("login", f"https://127.0.0.1:{free_port()}", "-t", "x", "-k")
+    one_line_error(login, "cannot reach the server")
+    assert login.code == 4
 
 
 def test_expired_or_unknown_token(fresh_cli, server):

@@ -45,7 +45,7 @@ def test_device_table_columns_and_values(server, cli):
     # Field selectors and single names.
     named = table(cli.ok("get", "devices", "--field-selector", "metadata.name=out-dev-2"))
     assert [row["NAME"] for row in named] == ["out-dev-2"]
-    assert cli.ok("get", "device/out-dev-1", "-o", "name").strip() == "out-dev-1"
+    assert cli.ok("get", "device/out-dev-1", "-o", "name").strip() == "device/out-dev-1"
 
     # Summaries: the list plus counts, or only the counts.
     summary = cli.ok("get", "devices", "-l", "site=out", "--summary")

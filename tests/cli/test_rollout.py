@@ -7,7 +7,7 @@ import threading
 import time
 
 from flightctl.cli.client.commands.rollout import rollout_state
-from tests.cli.conftest import FLIGHTCTL
+from tests.cli.conftest import FLIGHTCTL, Cli, running_server
 
 
 def fleet(reason: str | None = None, message: str = "", annotations: dict | None = None,
@@ -59,6 +59,9 @@ def test_rollout_phases_from_fleet_condition_and_members():
     # Devices still waiting for their update: not finished.
     assert rollout_state(fleet("Inactive"), [member("UpToDate"), member()]).phase == "pending"
     assert rollout_state(fleet("Inactive"), [member("Updating")]).phase == "rolling out"
+    # A device the fleet selects but the server has not yet made a member: not done yet.
+    waiting = rollout_state(fleet("Inactive"), [], joining=1)
+    assert (waiting.phase, waiting.total, waiting.percent) == ("pending", 1, 0)
 
 
 def agent_report(device: dict, state: str, failed: bool = False) -> dict:
@@ -81,12 +84,14 @@ def agent_report(device: dict, state: str, failed: bool = False) -> dict:
     return {**device, "status": status}
 
 
-def simulated_agents(server, names, stop: threading.Event, fail: str | None = None):
-    """Agents that, one device at a time, report Updating and then UpToDate (or failure)."""
+def simulated_agents(server, names, stop: threading.Event, fail: str | None = None,
+                     pace: float = 0.8):
+    """Agents that, one device at a time, report Updating and then UpToDate (or failure),
+    ``pace`` seconds apart."""
     def run():
         for name in names:
             for state in ("Updating", "UpToDate"):
-                if stop.wait(0.8):
+                if stop.wait(pace):
                     return
                 device = server.api("GET", f"devices/{name}").json()
                 report = agent_report(device, state, failed=name == fail and state == "UpToDate")
@@ -124,9 +129,9 @@ def cleanup(cli, names: list[str]) -> None:
     cli("delete", "fleet/" + names[0].rsplit("-dev-", 1)[0])
 
 
-def watch(cli, name: str) -> subprocess.CompletedProcess:
+def watch(cli, name: str, interval: float = 0.3) -> subprocess.CompletedProcess:
     return subprocess.run([str(FLIGHTCTL), "rollout", "status", f"fleet/{name}", "--watch",
-                           "--interval", "0.3", "--timeout", "90"], env=cli.env,
+                           "--interval", str(interval), "--timeout", "90"], env=cli.env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -193,3 +198,26 @@ def test_pause_resume_and_approve_a_rollout(server, cli):
     finally:
         cli("delete", "devices", *names)
         cli("delete", "fleet/cli-steer")
+
+
+def test_a_watch_outlives_a_server_that_closes_idle_connections(tmp_path):
+    """A load balancer or gunicorn closes keep-alive connections idle for 1 s; the watch polls
+    every second, so its next request often races the close. A 30 s rollout is watched to the
+    end (exit 0), not reported as failed (exit 1) because a connection was dropped."""
+    with running_server({"GUNICORN_CMD_ARGS": "--keep-alive 1"}) as server:
+        cli = Cli(tmp_path / "home", server)
+        cli.home.mkdir()
+        cli.login()
+        names = make_fleet(server, "cli-keepalive", 6)
+        stop = threading.Event()
+        started = time.monotonic()
+        agents = simulated_agents(server, names, stop, pace=2.5)
+        try:
+            result = watch(cli, "cli-keepalive", interval=1.0)
+        finally:
+            stop.set()
+            agents.join()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert time.monotonic() - started >= 25  # it watched the whole rollout
+        assert "Rollout of fleet/cli-keepalive complete: 6/6 devices updated" in result.stdout
+        assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ import time
 
 import yaml
 
+from flightctl.cli.client.kinds import lookup
 from tests.cli.conftest import EXAMPLES, headers, table
 
 PLURALS = {"Device": "devices", "Fleet": "fleets", "EnrollmentRequest": "enrollmentrequests",
@@ -83,7 +84,10 @@ def test_login_apply_list_edit_delete(server, fresh_cli, tmp_path):
         listed = cli.ok("get", plural)
         assert set(names) <= {row["NAME"] for row in table(listed)}
         assert len(headers(cli.ok("get", plural, "-o", "wide"))) >= len(headers(listed))
-        assert set(names) <= set(cli.ok("get", plural, "-o", "name").split())
+        # -o name: kind/name lines, kubectl style.
+        singular = lookup(plural).singular
+        assert {f"{singular}/{n}" for n in names} <= set(cli.ok("get", plural, "-o",
+                                                                  "name").split())
         for fmt in ("json", "yaml"):
             cli_matches_api(cli, server, ["get", plural], plural, fmt)
             cli_matches_api(cli, server, ["get", f"{plural}/{names[0]}"],
@@ -91,10 +95,13 @@ def test_login_apply_list_edit_delete(server, fresh_cli, tmp_path):
         # Several names: one list call with a metadata.name field selector.
         if len(names) > 1:
             two = sorted(names)[:2]
-            assert sorted(cli.ok("get", plural, *two, "-o", "name").split()) == two
+            assert sorted(cli.ok("get", plural, *two, "-o", "name").split()) == [
+                f"{singular}/{n}" for n in two]
 
-    assert set(applied["devices"]) <= set(cli.ok("get", "dev", "-o", "name").split())
-    assert set(applied["fleets"]) <= set(cli.ok("get", "flt", "-o", "name").split())
+    assert {f"device/{n}" for n in applied["devices"]} <= set(
+        cli.ok("get", "dev", "-o", "name").split())
+    assert {f"fleet/{n}" for n in applied["fleets"]} <= set(
+        cli.ok("get", "flt", "-o", "name").split())
     wide = table(cli.ok("get", "devices", "-o", "wide", "-l", "region=eu-west-1"))
     assert [row["NAME"] for row in wide] == [
         "f62dfb4f5d2cdbb9339362b5f18f2ce268d75649bdc80003f0e04292a7ef8c3"]

@@ -4,6 +4,11 @@ Every request carries ``Flightctl-API-Version`` (v1beta1 for the core API, as th
 clients send it), the bearer token and ``org_id`` when an organization is selected. Failures
 become :class:`CliError` with the server's ``Status`` message, so commands never print a
 traceback for a refused request, a dead server or a bad certificate.
+
+Connections are retried by urllib3 (:data:`RETRIES`): a connection that could not be opened, for
+any method (nothing was sent), and a reused keep-alive connection the server closed under us, a
+reset or a read timeout for reads only (GET and HEAD: repeating them changes nothing). A server
+that stays away is :class:`ServerUnreachable` (exit 4).
 """
 
 from __future__ import annotations
@@ -14,13 +19,21 @@ import tempfile
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from flightctl.cli.client.config import ClientConfig
-from flightctl.cli.client.errors import CliError
+from flightctl.cli.client.errors import CliError, ServerUnreachable
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
 MAX_PAGE = 1000  # the server's cap on ``limit``
+# The first retry is immediate (a keep-alive connection closed by the server is the common
+# case), then 1, 2 and 4 s: a server restarting under a watch is waited for ~7 s. TLS and other
+# errors are not retried (``other=0``), nor are HTTP answers (``status=0``).
+RETRIES = Retry(total=5, connect=4, read=4, other=0, status=0, redirect=0,
+                allowed_methods=frozenset({"GET", "HEAD"}), backoff_factor=0.5, backoff_max=4,
+                raise_on_status=False)
 
 
 class ApiError(CliError):
@@ -41,6 +54,9 @@ class ApiClient:
         self.timeout = timeout or DEFAULT_TIMEOUT
         self.organization = organization or config.organization
         self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=RETRIES)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         # REQUESTS_CA_BUNDLE in the environment would silently replace our CA or our
         # ``verify=False``; the config file, not the environment, decides whom we trust.
         self.session.trust_env = False
@@ -101,10 +117,11 @@ class ApiClient:
                            "--certificate-authority CA.crt to 'flightctl login', or -k to skip "
                            "verification") from None
         except requests.exceptions.Timeout:
-            raise CliError(f"the server at {self.base} did not answer within "
-                           f"{timeout or self.timeout:g}s") from None
+            raise ServerUnreachable(f"the server at {self.base} did not answer within "
+                                    f"{timeout or self.timeout:g}s") from None
         except requests.exceptions.ConnectionError as exc:
-            raise CliError(f"cannot reach the server at {self.base}: {_reason(exc)}") from None
+            raise ServerUnreachable(f"cannot reach the server at {self.base}: "
+                                    f"{_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise CliError(f"request to {url} failed: {_reason(exc)}") from None
         if response.status_code not in ok:

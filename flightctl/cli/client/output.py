@@ -332,8 +332,11 @@ def summary_table(summary: dict) -> str:
     return "\n".join(text)
 
 
-def names(items: list[dict]) -> str:
-    return "\n".join(str(dig(o, "metadata", "name", default="")) for o in items)
+def names(items: list[dict], kind: str) -> str:
+    """``-o name``: one ``kind/name`` per item, kubectl's form and what every command taking
+    ``TYPE/NAME`` accepts (``flightctl approve $(flightctl get er -o name)``). ``kind`` is the
+    CLI's singular (``enrollmentrequest``)."""
+    return "\n".join(f"{kind}/{dig(o, 'metadata', 'name', default='')}" for o in items)
 
 
 def check_format(fmt: str) -> str:

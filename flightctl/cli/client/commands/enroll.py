@@ -58,25 +58,27 @@ def _set_csr_condition(env: Env, name: str, type_: str) -> dict:
 
 
 @cli.command()
-@click.argument("resource", metavar="er/NAME | csr/NAME")
+@click.argument("resources", nargs=-1, required=True, metavar="er/NAME | csr/NAME ...")
 @click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
               help="Label for the enrolled device (repeatable; enrollment requests only).")
 @click.option("--replace-labels", is_flag=True,
               help="Give the device only these labels, not the ones its agent proposed.")
 @common_options
-def approve(env: Env, resource, labels, replace_labels):
-    """Approve an enrollment request (the device is created) or a certificate request."""
-    kind, name = parse_single(resource, ("enrollmentrequests", "certificatesigningrequests"),
-                              "approve")
-    if kind.plural == "enrollmentrequests":
-        body = {"approved": True, "labels": _labels(labels), "replaceLabels": replace_labels}
-        env.client.send_json("PUT", f"enrollmentrequests/{name}/approval", body)
-        click.echo(f'Enrollment request "{name}" approved')
-        return
-    if labels or replace_labels:
+def approve(env: Env, resources, labels, replace_labels):
+    """Approve enrollment requests (their devices are created) or certificate requests, e.g.
+    every waiting device: flightctl approve $(flightctl get er -o name)."""
+    targets = [parse_single(resource, ("enrollmentrequests", "certificatesigningrequests"),
+                            "approve") for resource in resources]
+    if (labels or replace_labels) and any(k.plural != "enrollmentrequests" for k, _ in targets):
         raise CliError("--label and --replace-labels apply to enrollment requests only")
-    _set_csr_condition(env, name, "Approved")
-    click.echo(f'Certificate signing request "{name}" approved')
+    body = {"approved": True, "labels": _labels(labels), "replaceLabels": replace_labels}
+    for kind, name in targets:
+        if kind.plural == "enrollmentrequests":
+            env.client.send_json("PUT", f"enrollmentrequests/{name}/approval", body)
+            click.echo(f'Enrollment request "{name}" approved')
+        else:
+            _set_csr_condition(env, name, "Approved")
+            click.echo(f'Certificate signing request "{name}" approved')
 
 
 @cli.command()

@@ -2,8 +2,9 @@
 
 One name is one ``GET /<plural>/<name>``; several names are one list call with
 ``fieldSelector=metadata.name in (a,b)``; otherwise the collection is listed with the given
-selectors. Tables and ``-o name`` follow ``continue`` tokens to the end (unless ``--limit``
-asks for at most one page); ``-o json|yaml`` print the API's answer as it came.
+selectors. Tables and ``-o name`` (``kind/name`` lines) follow ``continue`` tokens to the end
+(unless ``--limit`` asks for at most one page); ``-o json|yaml`` print the API's answer as it
+came.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def get(env: Env, resources, label_selector, field_selector, fmt, limit, continu
         output.emit(listing, fmt)
     elif fmt == "name":
         if items:
-            click.echo(output.names(items))
+            click.echo(output.names(items, kind.singular))
     else:
         click.echo(output.table(kind.plural, items, wide=fmt == "wide",
                                 fleet_summary=summary and kind.plural == "fleets"))
@@ -145,7 +146,7 @@ def _get_one(client, kind: Kind, name: str, parent, fmt, rendered, last_seen, su
         if fmt in ("json", "yaml"):
             output.emit(answer, fmt)
         elif fmt == "name":
-            click.echo(name)
+            click.echo(f"{kind.singular}/{name}")
         else:
             when = answer.get("lastSeen")
             click.echo(output.render_table(["LAST SEEN", "TIME AGO"],
@@ -157,7 +158,7 @@ def _get_one(client, kind: Kind, name: str, parent, fmt, rendered, last_seen, su
     if fmt in ("json", "yaml"):
         output.emit(obj, fmt)
     elif fmt == "name":
-        click.echo(output.dig(obj, "metadata", "name", default=name))
+        click.echo(output.names([obj], kind.singular))
     else:
         click.echo(output.table(kind.plural, [obj], wide=fmt == "wide",
                                 fleet_summary=summary and kind.plural == "fleets"))

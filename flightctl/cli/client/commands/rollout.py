@@ -11,7 +11,10 @@ The reference CLI has no rollout command; this one reads what the API already ex
 * the fleet's member devices (``fieldSelector=metadata.owner=Fleet/<name>``): updated
   (``status.updated.status`` UpToDate), updating (Updating), failed (annotation
   ``fleet-controller/lastRolloutError`` or an ``Updating`` condition with reason ``Error``),
-  and pending (the rest).
+  and pending (the rest);
+* devices the fleet's ``matchLabels`` select that have no owner yet: the server makes a device
+  a member just after it is created or relabelled, so a device approved a moment ago counts
+  as pending, not as "nothing to do".
 
 A rollout is *complete* when no batched rollout is running and every member is up to date,
 *failed* when it is suspended (not paused) or when every member that is not up to date failed.
@@ -20,7 +23,9 @@ A paused rollout is ``Suspended`` with the annotation ``fleet-controller/rollout
 ``POST /api/v1/fleets/{name}/rollout/{action}``, each answering with the Fleet.
 
 Exit codes of ``rollout status``: 0 complete, 1 failed, 3 not finished (without ``--watch``,
-or when ``--timeout`` ran out).
+or when ``--timeout`` ran out), 4 the server could not be reached. A watch outlives dropped
+connections and a restarting server: each read is retried (``http.RETRIES``), and a watch that
+still gets no answer keeps trying for :data:`UNREACHABLE_GRACE` seconds before exit 4.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import click
 
 from flightctl.cli.client import output
 from flightctl.cli.client.cli import Env, cli, common_options
-from flightctl.cli.client.errors import CliError
+from flightctl.cli.client.errors import EXIT_UNREACHABLE, CliError, ServerUnreachable
 from flightctl.cli.client.http import ApiError
 from flightctl.cli.client.kinds import parse_single
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_UNFINISHED = 0, 1, 3
+assert EXIT_UNREACHABLE not in (EXIT_COMPLETE, EXIT_FAILED, EXIT_UNFINISHED)
+UNREACHABLE_GRACE = 60.0
 ANNOTATION_BATCH = "fleet-controller/batchNumber"
 ANNOTATION_PAUSED = "fleet-controller/rolloutPaused"
 ANNOTATION_TV = "fleet-controller/templateVersion"
@@ -96,13 +103,14 @@ def device_state(device: dict) -> str:
     return "pending"
 
 
-def rollout_state(fleet: dict, devices: list[dict]) -> RolloutState:
-    """Combine the fleet's rollout condition with its members' update states."""
+def rollout_state(fleet: dict, devices: list[dict], joining: int = 0) -> RolloutState:
+    """Combine the fleet's rollout condition with its members' update states (``joining``:
+    selected devices not yet members, counted as pending)."""
     annotations = output.dig(fleet, "metadata", "annotations", default={}) or {}
-    counts = {"failed": 0, "updated": 0, "updating": 0, "pending": 0}
+    counts = {"failed": 0, "updated": 0, "updating": 0, "pending": joining}
     for device in devices:
         counts[device_state(device)] += 1
-    total = len(devices)
+    total = len(devices) + joining
     cond = output.condition(fleet, "RolloutInProgress") or {}
     reason = cond.get("reason") or "Inactive"
     message = cond.get("message") or ""
@@ -138,7 +146,20 @@ def fetch_state(env: Env, name: str) -> RolloutState:
     client = env.client
     fleet = client.get_json(f"fleets/{name}")
     members = client.list_pages("devices", {"fieldSelector": f"metadata.owner=Fleet/{name}"})
-    return rollout_state(fleet, members.get("items") or [])
+    return rollout_state(fleet, members.get("items") or [], joining(env, fleet))
+
+
+def joining(env: Env, fleet: dict) -> int:
+    """How many devices the fleet selects that have no owner yet (one summary query). Only
+    plain ``matchLabels`` selectors are counted; with ``matchExpressions`` this is 0."""
+    selector = output.dig(fleet, "spec", "selector", default={}) or {}
+    labels = selector.get("matchLabels") or {}
+    if not labels or selector.get("matchExpressions"):
+        return 0
+    answer = env.client.get_json("devices", params={
+        "labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "fieldSelector": "!metadata.owner", "summaryOnly": "true"}) or {}
+    return int(output.dig(answer, "summary", "total", default=0) or 0)
 
 
 @cli.group()
@@ -155,13 +176,32 @@ def rollout():
               help="Stop watching after this many seconds (0: no limit); exit code 3.")
 @common_options
 def status(env: Env, resource, watch, interval, timeout):
-    """Show the rollout of a fleet; exit 0 complete, 1 failed, 3 not finished."""
+    """Show the rollout of a fleet; exit 0 complete, 1 failed, 3 not finished, 4 no server."""
     _, name = parse_single(resource, ("fleets",), "show the rollout of")
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + timeout if timeout else None
     last = ""
+    away_since = None
     while True:
-        state = fetch_state(env, name)
+        try:
+            state = fetch_state(env, name)
+        except ServerUnreachable as exc:
+            now = time.monotonic()
+            if not watch or (away_since is not None and now - away_since > UNREACHABLE_GRACE):
+                raise
+            if away_since is None:
+                away_since = now
+                # On a terminal, end the progress line being redrawn first.
+                click.echo(("\n" if tty else "") + f"Lost the server ({exc.message}); "
+                           f"retrying for up to {UNREACHABLE_GRACE:g}s", err=True)
+                last = ""
+            if deadline is not None and now >= deadline:
+                raise
+            time.sleep(interval)
+            continue
+        if away_since is not None:
+            click.echo("Reconnected to the server", err=True)
+            away_since = None
         line = state.line(name)
         if line != last:
             # On a terminal the progress line is redrawn in place; in a pipe or a log every

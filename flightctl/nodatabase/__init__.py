@@ -1,0 +1,1 @@
+"""The database "engine" of a process that was given no database (see ``base.py``)."""
