@@ -209,7 +209,12 @@ async def rendered(scope, name: str) -> Answer:
                 state = await agent_db.rendered_state(org, name)
                 if state is None:
                     return 404, status_body(404, f'Device of name "{name}" not found'), {}
-                version, awaiting = state
+                version, awaiting, console = state
+                if console and version:
+                    # A console session to hand over: cleared before the read, so a session
+                    # opened meanwhile is either in this answer or flags the next poll.
+                    await agent_db.take_console_pending(org, name)
+                    return await _rendered_answer(org, name)
                 if awaiting and known is not None:
                     # The first call after a database restore: settle the device (paused if
                     # it knows more than the database) and answer at once.
