@@ -14,7 +14,9 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
+django_application = get_wsgi_application()  # sets Django up: the routes need the apps
+
 from flightctl.api.websockets import UserApplication  # noqa: E402
 
-application = UserApplication(WSGIMiddleware(get_wsgi_application(),
+application = UserApplication(WSGIMiddleware(django_application,
                                              workers=settings.FLIGHTCTL.threads))
