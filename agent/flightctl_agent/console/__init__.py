@@ -25,6 +25,9 @@ import time
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
+# Per-frame lines of the HTTP/2 libraries would drown the agent's own log at debug level.
+for _name in ("hpack", "h2", "grpclib"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 REMEMBER_ENDED = 300.0  # seconds an ended session's ID is still refused (the reference's 5 min)
 
@@ -120,6 +123,7 @@ class ConsoleManager:
         try:
             method = StreamStreamMethod(channel, METHOD, StreamRequest, StreamResponse)
             async with method.open(metadata=headers) as stream:
+                await stream.send_request()
                 if metadata is None or not chosen:
                     why = ("unreadable session metadata" if metadata is None else
                            f"none of the protocols {offered} is supported")
