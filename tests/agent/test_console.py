@@ -102,6 +102,7 @@ def test_an_interactive_session_in_a_terminal_survives_a_resize_and_a_spec_updat
     child = pexpect.spawn(str(FLIGHTCTL), ["console", f"device/{device.name}"], env=cli_env,
                           dimensions=(24, 80), timeout=60, encoding="utf-8")
     try:
+        child.expect(r"\$ ")  # the login shell's prompt: it has taken over the terminal
         child.sendline("echo ready-$((6*7))")
         child.expect("ready-42")
         child.sendline("stty size; tty")
