@@ -28,6 +28,7 @@ import requests
 from flightctl_agent.simulator.stats import diff, merge, summarize
 
 from bench import measure, procs, waiting
+from bench.consoles import ConsoleLoad
 
 BIN = Path(sys.executable).parent
 FLEET = "simulated"
@@ -244,17 +245,15 @@ class Bench:
         wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
         # Steady state: every device has its long-poll open and reports on its interval.
         time.sleep(min(args.status_interval, 30))
-        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
-        time.sleep(args.window)
-        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
-        window = diff(after, before)
-        requests_total = sum(op["count"] for op in window.values())
-        self.report["steady_state"] = {
-            "seconds": round(t1 - t0, 1),
-            "requests_per_second": round(requests_total / (t1 - t0), 1),
-            "errors": sum(op["errors"] for op in window.values()),
-            "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
-            "operations": summarize(window, t1 - t0)}
+        self.report["steady_state"] = self.steady_window()
+        if args.consoles:
+            # The same window again with console sessions open and carrying traffic.
+            load = ConsoleLoad(self.base, self.agent_port, self.ca,
+                               self.api.headers["Authorization"][7:], self.work, args.consoles,
+                               self.api)
+            load.start()
+            self.report["steady_state_with_consoles"] = self.steady_window()
+            self.report["consoles"] = load.stop()
         # Rollout: a template change, until every device has received a new rendered version
         # and reported it (UpToDate again). The summary alone would not do: it still shows the
         # old UpToDate until the new TemplateVersion marks the fleet OutOfDate.
@@ -302,6 +301,19 @@ class Bench:
         self.report["total_seconds"] = round(time.monotonic() - started, 1)
         return self.report
 
+    def steady_window(self) -> dict:
+        """Rates, latencies and server CPU over one ``--window``."""
+        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
+        time.sleep(self.args.window)
+        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
+        window = diff(after, before)
+        requests_total = sum(op["count"] for op in window.values())
+        return {"seconds": round(t1 - t0, 1),
+                "requests_per_second": round(requests_total / (t1 - t0), 1),
+                "errors": sum(op["errors"] for op in window.values()),
+                "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
+                "operations": summarize(window, t1 - t0)}
+
     def stop_simulator(self):
         for process in self.simulators:
             if process.poll() is None:
@@ -346,6 +358,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="stop after the rollout: no list or baseline measurements")
     parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--consoles", type=int, default=0,
+                        help="measure the steady state a second time with this many console "
+                             "sessions open (report: steady_state_with_consoles)")
     parser.add_argument("--task-workers", type=int, default=2,
                         help="task worker processes (a mass enrollment queues each new "
                              "device's fleet membership and first render)")
