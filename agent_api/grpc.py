@@ -23,7 +23,7 @@ import logging
 import os
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server
 
 from agent_api.grpc_v1 import enrollment_grpc, enrollment_pb2, router_grpc, router_pb2
@@ -126,7 +126,11 @@ async def _relay(stream, link: bridge.Link) -> str:
     tasks = [asyncio.ensure_future(from_device()), asyncio.ensure_future(from_user())]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        return next(iter(done)).result()
+        try:
+            return next(iter(done)).result()
+        except (StreamTerminatedError, ConnectionError) as exc:
+            await link.send(bridge.ERROR, b"the device's stream broke")
+            return f"the device's stream broke: {exc}"
     finally:
         for task in tasks:
             task.cancel()

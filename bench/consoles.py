@@ -36,13 +36,14 @@ class ConsoleLoad:
             raise RuntimeError(f"only {len(self.devices)} device certificates for "
                                f"{self.count} consoles")
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.users = []
+        self.users, self.ends = [], []
         for pem in self.devices:
             thread = threading.Thread(target=self._user, args=(pem.stem,), daemon=True)
             thread.start()
             self.users.append(thread)
             session = self._listed(pem.stem, timeout)
-            asyncio.run_coroutine_threadsafe(self._device(pem, session), self.loop)
+            self.ends.append(asyncio.run_coroutine_threadsafe(self._device(pem, session),
+                                                              self.loop))
         deadline = time.monotonic() + timeout
         while self.frames["to_user"] < self.count and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -53,6 +54,11 @@ class ConsoleLoad:
         self.stopping.set()
         for thread in self.users:
             thread.join(30)
+        for end in self.ends:
+            try:
+                end.result(30)
+            except Exception as exc:  # noqa: BLE001 - reported with the figures
+                self.errors.append(f"device end: {exc}")
         self.loop.call_soon_threadsafe(self.loop.stop)
         return {"sessions": self.count, **self.frames, "errors": self.errors[:5]}
 

@@ -65,8 +65,13 @@ class Link:
         self.reader, self.writer, self.protocol = reader, writer, protocol
 
     async def send(self, kind: int, payload: bytes = b"") -> None:
-        self.writer.write(_HEADER.pack(kind, len(payload)) + payload)
-        await self.writer.drain()
+        """Send a frame; a bridge the other process has closed swallows it (its end is
+        finished, :meth:`recv` says so)."""
+        try:
+            self.writer.write(_HEADER.pack(kind, len(payload)) + payload)
+            await self.writer.drain()
+        except ConnectionError:
+            pass
 
     async def recv(self) -> tuple[int, bytes]:
         """The next frame; ``(CLOSE, reason)`` when the other process went away."""
