@@ -32,7 +32,7 @@ from agent_api.views import finish_tpm_challenge, org_of, require_device, start_
 from devices.console import bridge, sessions
 from flightctl.api.conditions import get_condition
 from flightctl.api.errors import ApiError
-from flightctl.api.websockets import in_thread
+from flightctl.threads import in_thread
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections
 
 from agent_api import db as agent_db
 from agent_api.listener import listener
@@ -39,6 +38,7 @@ from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.config import parse_duration
+from flightctl.threads import in_thread as _in_thread
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,6 @@ def _header(scope, name: bytes) -> str:
 
 def _error(exc: ApiError) -> Answer:
     return exc.status_code, status_body(exc.status_code, exc.message), {}
-
-
-def _in_thread(function, *args):
-    """Run ORM work in the loop's thread pool; the thread is not in Django's request cycle,
-    so it hands its database connection back to the pool itself."""
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            close_old_connections()
-
-    return asyncio.to_thread(run)
 
 
 # -- PUT /status -------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ denial response).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -21,13 +20,13 @@ from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
-from django.db import close_old_connections
 
 from flightctl.api import rbac
 from flightctl.api.auth import BearerTokenAuthentication
 from flightctl.api.errors import ApiError, status_body
 from flightctl.api.middleware import SUPPORTED_VERSIONS
 from flightctl.api.resources import resolve_org
+from flightctl.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +103,6 @@ def authorize(scope, resource: str):
     if not rbac.allowed(rbac.role_of(user), resource, "get"):
         raise ApiError(403, f'user "{user.get_username()}" may not get {resource}')
     return user, resolve_org(request)
-
-
-def in_thread(function, *args):
-    """Run synchronous ORM code off the event loop; the thread is in no request cycle, so it
-    hands its database connection back itself."""
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            close_old_connections()
-
-    return asyncio.to_thread(run)
 
 
 class WebSocket:
