@@ -44,10 +44,14 @@ class ConsoleManager:
         """Start the new sessions ``document`` (a rendered device) lists, and take the list
         out of its spec: sessions are not part of what the device applies."""
         consoles = (document.get("spec") or {}).pop("consoles", None) or []
-        for console in consoles:
-            session_id = str((console or {}).get("sessionID") or "")
-            if session_id and self._claim(session_id):
-                self._submit(self._run(session_id, console.get("sessionMetadata") or "{}"))
+        for console in consoles if isinstance(consoles, list) else []:
+            try:
+                session_id = str((console or {}).get("sessionID") or "")
+                if session_id and self._claim(session_id):
+                    self._submit(self._run(session_id,
+                                           str(console.get("sessionMetadata") or "{}")))
+            except Exception as exc:  # noqa: BLE001 - never the publisher's problem
+                log.error("console session %r not started: %s", console, exc)
 
     def _claim(self, session_id: str) -> bool:
         with self._lock:
