@@ -276,3 +276,16 @@ def test_the_web_ui_s_session_cookie_works_from_its_own_pages_only(server):
     assert _websocket_status(server, "nope", "", {**cookie, "Origin": "https://evil.example"},
                              bearer=False) == 403
     assert _websocket_status(server, "nope", "", {}, bearer=False) == 401
+
+
+def test_the_escape_works_only_at_the_start_of_a_line():
+    from flightctl.cli.client.commands.console import Escape, exit_code
+
+    escape = Escape()
+    assert escape.feed(b"~~x") == (b"~x", False)  # ~~ sends one ~
+    assert escape.feed(b"a~.") == (b"a~.", False)  # not after a newline: plain text
+    assert escape.feed(b"\r~") == (b"\r", False)  # held back until the next key
+    assert escape.feed(b".") == (b"", True)
+    assert exit_code(b'{"metadata":{},"status":"Success"}') == 0
+    assert exit_code(json.dumps({"status": "Failure", "reason": "NonZeroExitCode", "details": {
+        "causes": [{"reason": "ExitCode", "message": "42"}]}}).encode()) == 42
