@@ -30,7 +30,18 @@ class VersionReader:
         self._conn: psycopg.AsyncConnection | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def rendered_state(self, org_id, name: str) -> tuple[int, bool] | None:
+    async def rendered_state(self, org_id, name: str) -> tuple[int, bool, bool] | None:
+        row = await self._one(
+            "SELECT rendered_version, annotations @> %s::jsonb, console_pending "
+            "FROM devices_device WHERE org_id = %s AND name = %s", (AWAITING_JSON, org_id, name))
+        return None if row is None else (row[0], bool(row[1]), bool(row[2]))
+
+    async def take_console_pending(self, org_id, name: str) -> None:
+        # Not a representation change: no resource_version bump (devices.bulk).
+        await self._one("UPDATE devices_device SET console_pending = false WHERE org_id = %s "
+                        "AND name = %s AND console_pending RETURNING id", (org_id, name))
+
+    async def _one(self, query: str, params: tuple):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -38,9 +49,7 @@ class VersionReader:
                 if self._conn is None or self._conn.closed:
                     self._conn = await psycopg.AsyncConnection.connect(_conninfo(),
                                                                        autocommit=True)
-                cursor = await self._conn.execute(
-                    "SELECT rendered_version, annotations @> %s::jsonb FROM devices_device "
-                    "WHERE org_id = %s AND name = %s", (AWAITING_JSON, org_id, name))
+                cursor = await self._conn.execute(query, params)
                 row = await cursor.fetchone()
             except BaseException:
                 # Broken, or cancelled mid-query: the connection's state is unknown; drop it.
@@ -48,13 +57,19 @@ class VersionReader:
                 if conn is not None:
                     await asyncio.shield(conn.close())
                 raise
-        return None if row is None else (row[0], bool(row[1]))
+        return row
 
 
 _reader = VersionReader()
 
 
-async def rendered_state(org_id, name: str) -> tuple[int, bool] | None:
-    """The device's current rendered version and whether it awaits its reconnection after a
-    database restore (devices.restore), or None if there is no such device."""
+async def rendered_state(org_id, name: str) -> tuple[int, bool, bool] | None:
+    """The device's current rendered version, whether it awaits its reconnection after a
+    database restore (devices.restore) and whether a console session waits to be handed to
+    it (devices.console), or None if there is no such device."""
     return await _reader.rendered_state(org_id, name)
+
+
+async def take_console_pending(org_id, name: str) -> None:
+    """Clear the device's console flag: the answer about to be read carries its sessions."""
+    await _reader.take_console_pending(org_id, name)

@@ -28,7 +28,6 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections
 
 from agent_api import db as agent_db
 from agent_api.listener import listener
@@ -39,6 +38,7 @@ from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.config import parse_duration
+from flightctl.threads import in_thread as _in_thread
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,6 @@ def _header(scope, name: bytes) -> str:
 
 def _error(exc: ApiError) -> Answer:
     return exc.status_code, status_body(exc.status_code, exc.message), {}
-
-
-def _in_thread(function, *args):
-    """Run ORM work in the loop's thread pool; the thread is not in Django's request cycle,
-    so it hands its database connection back to the pool itself."""
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            close_old_connections()
-
-    return asyncio.to_thread(run)
 
 
 # -- PUT /status -------------------------------------------------------------------------------
@@ -209,7 +196,12 @@ async def rendered(scope, name: str) -> Answer:
                 state = await agent_db.rendered_state(org, name)
                 if state is None:
                     return 404, status_body(404, f'Device of name "{name}" not found'), {}
-                version, awaiting = state
+                version, awaiting, console = state
+                if console and version:
+                    # A console session to hand over: cleared before the read, so a session
+                    # opened meanwhile is either in this answer or flags the next poll.
+                    await agent_db.take_console_pending(org, name)
+                    return await _rendered_answer(org, name)
                 if awaiting and known is not None:
                     # The first call after a database restore: settle the device (paused if
                     # it knows more than the database) and answer at once.

@@ -30,12 +30,24 @@ def _base_protocol():
 
 
 class ClientCertificateProtocol(_base_protocol()):
-    """An HTTP protocol that hands the verified client certificate (DER) to the application."""
+    """An HTTP protocol that hands the verified client certificate (DER) to the application.
+
+    The port also speaks gRPC (agent_api.grpc): TLS offers ALPN ``h2`` besides ``http/1.1``,
+    and a connection that chose ``h2`` (gRPC clients do) is handed to the gRPC server here,
+    before uvicorn's HTTP/1.1 machinery ever sees it.
+    """
+
+    alpn_protocols = ["h2", "http/1.1"]
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            from agent_api.grpc import serve_connection  # Django is set up by now
+
+            serve_connection(transport, der)
+            return
+        super().connection_made(transport)
         # A new dict per connection: the server-wide app_state must not carry one client's
         # certificate into another connection's requests.
         self.app_state = {**self.app_state, PEERCERT_KEY: der}

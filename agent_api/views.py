@@ -147,14 +147,29 @@ def enrollment_request(request, peer, name: str):
     return _json(ER_SERIALIZER.to_representation(_enrollment_request(org_of(peer), name)))
 
 
+def start_tpm_challenge(peer: signers.Peer, name: str) -> tuple[bytes, bytes]:
+    """A new credential challenge for the enrolling TPM of request ``name``: the
+    TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET (HTTPS here, gRPC in agent_api.grpc)."""
+    require_enrollment(peer)
+    with transaction.atomic():
+        er = _enrollment_request(org_of(peer), name, lock=True)
+        return services.create_tpm_challenge(er, AGENT_API_ACTOR)
+
+
+def finish_tpm_challenge(peer: signers.Peer, name: str,
+                         answer: bytes) -> tuple[bool, EnrollmentRequest]:
+    """Check the secret the TPM recovered; whether it was right, and the request."""
+    require_enrollment(peer)
+    with transaction.atomic():
+        er = _enrollment_request(org_of(peer), name, lock=True)
+        return services.answer_tpm_challenge(er, answer, AGENT_API_ACTOR), er
+
+
 @agent_view(("POST",))
 def tpm_challenge(request, peer, name: str):
     """Start a credential challenge: the TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET (base64)
     that only the enrolling TPM can turn back into the secret."""
-    require_enrollment(peer)
-    with transaction.atomic():
-        er = _enrollment_request(org_of(peer), name, lock=True)
-        blob, encrypted = services.create_tpm_challenge(er, AGENT_API_ACTOR)
+    blob, encrypted = start_tpm_challenge(peer, name)
     return _json({"credentialBlob": base64.b64encode(blob).decode(),
                   "encryptedSecret": base64.b64encode(encrypted).decode()})
 
@@ -169,9 +184,7 @@ def tpm_challenge_response(request, peer, name: str):
         answer = base64.b64decode((body or {}).get("secret") or "", validate=True)
     except (binascii.Error, AttributeError, TypeError):
         raise bad_request("secret: Invalid value: must be base64")
-    with transaction.atomic():
-        er = _enrollment_request(org_of(peer), name, lock=True)
-        ok = services.answer_tpm_challenge(er, answer, AGENT_API_ACTOR)
+    ok, er = finish_tpm_challenge(peer, name, answer)
     if not ok:
         condition = get_condition(er.status, "TPMVerified")
         return status_response(403, condition["message"])

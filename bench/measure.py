@@ -82,7 +82,7 @@ def list_latency(session, base: str, db_url: str, rows: int) -> dict:
 
 def trivial_rps(base: str, ca: str, seconds: float = 10, connections: int = 32) -> float:
     """Requests per second of ``GET /healthz`` (no database, no auth) on the user API's stack
-    (gunicorn + Django + TLS), driven by the simulator's own HTTP client (aiohttp), so the
+    (uvicorn + a2wsgi + Django + TLS), driven by the simulator's own HTTP client (aiohttp), so the
     client's cost is the same in the baseline as in the measurement it scales."""
     import aiohttp
 

@@ -28,6 +28,7 @@ import requests
 from flightctl_agent.simulator.stats import diff, merge, summarize
 
 from bench import measure, procs, waiting
+from bench.consoles import ConsoleLoad
 
 BIN = Path(sys.executable).parent
 FLEET = "simulated"
@@ -244,37 +245,19 @@ class Bench:
         wait_for("every device UpToDate", self.all_up_to_date, args.enroll_timeout, 3)
         # Steady state: every device has its long-poll open and reports on its interval.
         time.sleep(min(args.status_interval, 30))
-        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
-        time.sleep(args.window)
-        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
-        window = diff(after, before)
-        requests_total = sum(op["count"] for op in window.values())
-        self.report["steady_state"] = {
-            "seconds": round(t1 - t0, 1),
-            "requests_per_second": round(requests_total / (t1 - t0), 1),
-            "errors": sum(op["errors"] for op in window.values()),
-            "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
-            "operations": summarize(window, t1 - t0)}
-        # Rollout: a template change, until every device has received a new rendered version
-        # and reported it (UpToDate again). The summary alone would not do: it still shows the
-        # old UpToDate until the new TemplateVersion marks the fleet OutOfDate.
-        changed, changed_wall = time.monotonic(), time.time()
-        cpu_before = self.cpu_by_role()
-        self.create_fleet("version 2\n")
-
-        def converged():
-            arrivals = (self.stats().get("arrivals") or {}).values()
-            received = sum(1 for _, at in arrivals if at >= changed_wall)
-            return received >= n and self.all_up_to_date()
-        wait_for("rollout convergence", converged, args.rollout_timeout, 1)
-        elapsed = time.monotonic() - changed
-        self.report["rollout_convergence_seconds"] = round(elapsed, 1)
-        self.report["rollout_cpu_cores"] = {
-            role: round((seconds - cpu_before.get(role, 0)) / elapsed, 2)
-            for role, seconds in self.cpu_by_role().items()}
+        self.report["steady_state"] = self.steady_window()
+        self.report.update(self.rollout("version 2\n"))
+        if args.consoles:
+            # The same window and a second rollout with console sessions open and carrying
+            # traffic: the figures to compare with the ones above.
+            load = ConsoleLoad(self.base, self.agent_port, self.ca,
+                               self.api.headers["Authorization"][7:], self.work, args.consoles,
+                               self.api)
+            load.start()
+            self.report["steady_state_with_consoles"] = self.steady_window()
+            self.report["with_consoles"] = self.rollout("version 3\n")
+            self.report["consoles"] = load.stop()
         final = self.stats()
-        self.report["rendered_delivery"] = measure.delivery_ms(self.db_url,
-                                                               final.get("arrivals") or {})
         self.report["simulator"] = {"enrolled": final.get("enrolled"),
                                     "errors_total": final.get("errors_total"),
                                     "error_samples": final.get("error_samples"),
@@ -301,6 +284,40 @@ class Bench:
                 / self.report["baselines"]["pg_one_row_update_tps"], 4)}
         self.report["total_seconds"] = round(time.monotonic() - started, 1)
         return self.report
+
+    def rollout(self, content: str) -> dict:
+        """A template change, until every device has received a new rendered version and
+        reported it (UpToDate again). The summary alone would not do: it still shows the old
+        UpToDate until the new TemplateVersion marks the fleet OutOfDate."""
+        changed, changed_wall = time.monotonic(), time.time()
+        cpu_before = self.cpu_by_role()
+        self.create_fleet(content)
+
+        def converged():
+            arrivals = (self.stats().get("arrivals") or {}).values()
+            received = sum(1 for _, at in arrivals if at >= changed_wall)
+            return received >= self.args.devices and self.all_up_to_date()
+        wait_for("rollout convergence", converged, self.args.rollout_timeout, 1)
+        elapsed = time.monotonic() - changed
+        return {"rollout_convergence_seconds": round(elapsed, 1),
+                "rollout_cpu_cores": {
+                    role: round((seconds - cpu_before.get(role, 0)) / elapsed, 2)
+                    for role, seconds in self.cpu_by_role().items()},
+                "rendered_delivery": measure.delivery_ms(
+                    self.db_url, self.stats().get("arrivals") or {})}
+
+    def steady_window(self) -> dict:
+        """Rates, latencies and server CPU over one ``--window``."""
+        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
+        time.sleep(self.args.window)
+        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
+        window = diff(after, before)
+        requests_total = sum(op["count"] for op in window.values())
+        return {"seconds": round(t1 - t0, 1),
+                "requests_per_second": round(requests_total / (t1 - t0), 1),
+                "errors": sum(op["errors"] for op in window.values()),
+                "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
+                "operations": summarize(window, t1 - t0)}
 
     def stop_simulator(self):
         for process in self.simulators:
@@ -346,6 +363,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="stop after the rollout: no list or baseline measurements")
     parser.add_argument("--output", help="also write the JSON report here")
+    parser.add_argument("--consoles", type=int, default=0,
+                        help="measure the steady state a second time with this many console "
+                             "sessions open (report: steady_state_with_consoles)")
     parser.add_argument("--task-workers", type=int, default=2,
                         help="task worker processes (a mass enrollment queues each new "
                              "device's fleet membership and first render)")

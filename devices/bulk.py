@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from devices.models import Device
 
-#: PostgreSQL NOTIFY channel on which renders are announced; payload "<org_id>/<name>/<version>".
+#: PostgreSQL NOTIFY channel on which renders are announced; payload "<org_id>/<name>/<version>"
+#: ("<org_id>/<name>/" for a new console session: no new version, the waiter re-reads).
 RENDER_CHANNEL = "flightctl_rendered"
 
 #: What a per-row write may set: how its values travel in the ``unnest`` and how each is
@@ -88,18 +89,40 @@ def _write_all(queryset, **changes) -> int:
                            updated_at=timezone.now())
 
 
+def _merged(annotations: dict):
+    return Func(F("annotations"), Value(annotations, output_field=JSONField()),
+                function="", arg_joiner=" || ", output_field=JSONField())
+
+
+def _without(key: str):
+    # jsonb '-' removes the key and leaves every other annotation as it is.
+    return RawSQL("annotations - %s", (key,), output_field=JSONField())
+
+
 def merge_annotations(queryset, annotations: dict) -> int:
     """Add (or overwrite) ``annotations`` on every device of ``queryset``; how many."""
-    merged = Func(F("annotations"), Value(annotations, output_field=JSONField()),
-                  function="", arg_joiner=" || ", output_field=JSONField())
-    return _write_all(queryset, annotations=merged)
+    return _write_all(queryset, annotations=_merged(annotations))
 
 
 def remove_annotation(queryset, key: str) -> int:
     """Remove annotation ``key`` from every device of ``queryset`` (all others stay)."""
-    # jsonb '-' removes the key and leaves every other annotation as it is.
-    return _write_all(queryset, annotations=RawSQL("annotations - %s", (key,),
-                                                   output_field=JSONField()))
+    return _write_all(queryset, annotations=_without(key))
+
+
+def write_console_annotation(device: Device, key: str, value: str | None, *,
+                             pending: bool) -> None:
+    """Set annotation ``key`` of ``device`` to ``value`` (remove it for None); with
+    ``pending``, also flag a console session its agent has not been handed yet and wake the
+    device's long-poll at commit (devices.console)."""
+    queryset = Device.objects.filter(pk=device.pk)
+    changes = {"annotations": _without(key) if value is None else _merged({key: value})}
+    if pending:
+        changes["console_pending"] = True
+    _write_all(queryset, **changes)
+    if pending:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)",
+                           [RENDER_CHANNEL, f"{device.org_id}/{device.name}/"])
 
 
 def set_status_member(queryset, member: str, value) -> int:

@@ -42,6 +42,10 @@ class Device(Resource):
     # pass (fleets.tasks.adopt_pending) clears it after recomputing the owner, a page of
     # devices at a time, so a mass enrollment is adopted in bulk rather than device by device.
     owner_pending = models.BooleanField(default=False)
+    # Set with a new console session (devices.console), cleared by the agent API's /rendered
+    # when it hands the session to the agent: a session opened while the agent was not
+    # waiting still ends its next long-poll at once. Not part of the representation.
+    console_pending = models.BooleanField(default=False)
     alias = models.GeneratedField(
         expression=KT("labels__alias"), output_field=models.CharField(max_length=64),
         db_persist=True,
@@ -88,3 +92,30 @@ class DeviceLabel(models.Model):
     class Meta:
         managed = False
         db_table = "devices_devicelabel"
+
+
+class ConsoleSession(models.Model):
+    """One remote console session of a device, from the user's WebSocket to its end.
+
+    The row is the rendezvous of the two processes a session spans: the user API process
+    holding the user's WebSocket writes it (with ``bridge``, the address where that process
+    waits for the device's end) in the transaction that lists the session on the device; the
+    agent API process that receives the device's gRPC stream for the session finds it here and
+    connects to ``bridge``. Whichever side sees the session end first deletes the row, removes
+    the session from the device and records the closing event; the other finds nothing to do.
+    ``id`` is the session ID the device sees.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    org_id = models.UUIDField()
+    device_name = models.CharField(max_length=253)
+    actor = models.CharField(max_length=300)
+    bridge = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["org_id", "device_name"], name="console_device")]
+
+    def __str__(self) -> str:
+        return f"console {self.id} of {self.device_name}"

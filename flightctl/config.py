@@ -47,10 +47,11 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) into its parts, validated."""
+def parse_address(text: str, any_port: bool = False) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) into its parts, validated; with ``any_port``
+    port 0 (any free one) is allowed."""
     host, sep, port = str(text).rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
         raise ValueError(f"invalid address {text!r} (expected HOST:PORT, e.g. 0.0.0.0:3443)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
@@ -119,6 +120,14 @@ class Config:
     # sent to this Alertmanager (empty: no alerts) every alert_polling_interval.
     alertmanager_url: str = ""
     alert_polling_interval: str = "1m"
+    # Remote consoles (docs/api.md, "Remote console"): how long a user's WebSocket waits for
+    # the device to connect its end; where the user API process holding a WebSocket listens
+    # for the agent API process carrying the device's end (port 0: any free port), and the
+    # address it tells that process (default: the one it listens on). Loopback unless the
+    # agent API runs on other hosts; the bridge is not encrypted, keep it on a private network.
+    console_session_timeout: str = "60s"
+    console_bridge_address: str = "127.0.0.1:0"
+    console_bridge_advertise: str = ""
     # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
     resource_sync_ignore: list[str] = field(
         default_factory=lambda: ["/metadata/resourceVersion"])
@@ -174,9 +183,10 @@ def _coerce(name: str, raw, problems: list[str], source: str):
 
 
 def _validate(config: Config, problems: list[str]) -> None:
-    for name in ("address", "agent_address"):
+    for name in ("address", "agent_address", "console_bridge_address"):
         try:
-            host, _ = parse_address(getattr(config, name))
+            host, _ = parse_address(getattr(config, name),
+                                    any_port=name == "console_bridge_address")
             if host not in ("localhost",) and not re.match(r"^[A-Za-z0-9.-]+$", host):
                 ipaddress.ip_address(host)
         except ValueError as exc:
@@ -184,7 +194,8 @@ def _validate(config: Config, problems: list[str]) -> None:
     for name in ("device_disconnected_timeout", "event_retention", "task_timeout",
                  "rollout_interval", "connectivity_interval", "event_cleanup_interval",
                  "repository_check_interval", "resource_sync_interval",
-                 "dependency_sync_interval", "alert_polling_interval"):
+                 "dependency_sync_interval", "alert_polling_interval",
+                 "console_session_timeout"):
         try:
             parse_duration(getattr(config, name))
         except ValueError as exc:
@@ -210,6 +221,11 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.database_url and not re.match(r"^postgres(ql)?://", config.database_url):
         problems.append("database_url: must be a postgres:// or postgresql:// URL (PostgreSQL is "
                         "the only supported database)")
+    if config.console_bridge_advertise:
+        try:
+            parse_address(config.console_bridge_advertise)
+        except ValueError as exc:
+            problems.append(f"console_bridge_advertise: {exc}")
     for name in ("base_url", "agent_endpoint", "alertmanager_url", "oidc_issuer"):
         value = getattr(config, name)
         if value and not re.match(r"^https?://[^/\s]+", value):

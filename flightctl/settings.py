@@ -86,7 +86,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Static files (the console's CSS and scripts) straight from the application servers,
-    # gunicorn included: no separate web server to configure.
+    # with no separate web server to configure.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flightctl.api.middleware.ApiVersionMiddleware",
     "flightctl.api.middleware.SecurityHeadersMiddleware",

@@ -1,4 +1,4 @@
-"""WSGI entry point used by gunicorn for the user API."""
+"""The WSGI application of the user API (Django); flightctl.asgi serves it with uvicorn."""
 import os
 
 from django.core.wsgi import get_wsgi_application

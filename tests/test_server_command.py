@@ -150,7 +150,7 @@ def test_a_signal_to_the_whole_group_stops_every_process_cleanly(tmp_path, signu
 def test_killing_serve_takes_its_children_with_it(tmp_path):
     process, base = _serve_in_own_session(tmp_path / "data")
     children = _descendants(process.pid)
-    assert len(children) >= 3, children  # gunicorn, qcluster, the agent API and their workers
+    assert len(children) >= 3, children  # user API, qcluster, the agent API and workers
     process.kill()
     process.communicate(timeout=30)
     try:

@@ -23,6 +23,7 @@ from flightctl_agent.apps import AppManager
 from flightctl_agent.audit import AUDIT_LOG, AuditLog
 from flightctl_agent.client import AgentClient, APIError
 from flightctl_agent.config import AgentConfig
+from flightctl_agent.console import ConsoleManager
 from flightctl_agent.identity import (
     FileIdentity,
     IdentityUnavailable,
@@ -74,6 +75,7 @@ class Publisher(threading.Thread):
                 delay = min(delay * 2, cfg.spec_fetch_error_max_delay)
                 continue
             if body is not None:
+                self.agent.consoles.sync(body)  # starts new sessions; never waits for them
                 rendered = protocol.parse_rendered(body)
                 with self.lock:
                     if self.latest is None or rendered.version >= self.latest.version:
@@ -112,6 +114,7 @@ class Agent:
         self.wake = threading.Event()
         self.publisher: Publisher | None = None
         self.cert_manager = certs.CertManager(self)
+        self.consoles = ConsoleManager(self)
         self.exit_code = 0
 
     def _identity(self):

@@ -155,6 +155,9 @@ class AgentConfig:
     audit_enabled: bool = True
     image_pruning_enabled: bool = False
     tpm: TPMConfig = field(default_factory=TPMConfig)
+    #: The unprivileged user remote console sessions run as (the reference's fixed
+    #: ``flightctl-console``); an agent that is not root runs them as itself.
+    console_user: str = "flightctl-console"
     #: Drop-ins that could not be read or parsed; reported in status as a Degraded summary.
     warnings: list = field(default_factory=list)
 
@@ -306,6 +309,7 @@ def _build(raw: dict, path: Path, paths: Paths, warnings: list) -> AgentConfig:
             storage_file_path=str(tpm_raw.get("storage-file-path")
                                   or DATA_DIR + "/tpm-blob.yaml"),
         ),
+        console_user=str(raw.get("console-user") or "flightctl-console"),
         warnings=warnings,
     )
     if cfg.log_level not in LOG_LEVELS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from devices.console.sessions import listed_sessions
 from devices.models import Device
 from devices.status import complete_status
 from devices.validation import validate_device_spec, validate_device_status
@@ -51,7 +52,10 @@ def rendered_device_body(device: Device) -> dict:
     """The Device as ``GET /devices/{name}/rendered`` returns it to its agent."""
     body = DeviceSerializer().to_representation(device)
     body["apiVersion"] = API_VERSION
-    body["spec"] = device.rendered_spec or {}
+    body["spec"] = dict(device.rendered_spec or {})
+    sessions = listed_sessions(device.annotations)
+    if sessions:  # the console sessions waiting for the agent (devices.console)
+        body["spec"]["consoles"] = sessions
     return body
 
 

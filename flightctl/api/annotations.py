@@ -15,6 +15,9 @@ CONFLICT_PAUSED = "device-controller/conflictPaused"
 RENDERED_VERSION = "device-controller/renderedVersion"
 #: the device's own application lifecycle overrides (devices.lifecycle)
 DEVICE_LIFECYCLE = "device-controller/applicationLifecycle"
+#: the device's open console sessions, a JSON list of ``{sessionID, sessionMetadata}``
+#: (devices.console); rendered to its agent as ``spec.consoles``
+DEVICE_CONSOLE = "device-controller/console"
 
 #: on a device, the TemplateVersion its spec came from; on a fleet, its current TemplateVersion
 TEMPLATE_VERSION = "fleet-controller/templateVersion"

@@ -1,7 +1,7 @@
 """``flightctl-server``: run and administer the control plane.
 
 ``serve`` is one supervising process: it prepares the database (embedded by default), applies
-migrations, then runs the user API under gunicorn, the agent API under uvicorn and the
+migrations, then runs the user API and the agent API (each under uvicorn) and the
 django-q2 task cluster as children, and stops them all — and the embedded PostgreSQL — on
 SIGTERM or SIGINT. If a child dies, the others are stopped and ``serve`` exits non-zero so a
 service manager restarts the whole set; if ``serve`` itself is killed, the kernel sends each
@@ -50,7 +50,7 @@ def _load_config(data_dir: str | None, **overrides):
 
 
 def server_log_level(level: str) -> str:
-    """The level of gunicorn's and uvicorn's own messages: they announce every process they
+    """The level of uvicorn's own messages: they announce every process they
     boot and stop at INFO, so below debug only their warnings and errors are shown (``serve``
     prints the one line that says where the server listens)."""
     return level if level in ("debug", "error") else "warning"
@@ -59,7 +59,7 @@ def server_log_level(level: str) -> str:
 def connections_needed(config) -> int:
     """Database connections the server's processes may hold at once, with room to spare: an
     agent API process pools up to 8 and keeps its LISTEN and version-check connections; a
-    gunicorn thread and a task worker hold one each. PostgreSQL's default (100) is the floor."""
+    user API thread and a task worker hold one each. PostgreSQL's default (100) is the floor."""
     return max(100, 12 * config.agent_api_workers + config.workers * config.threads
                + 2 * config.task_workers + 40)
 
@@ -339,14 +339,30 @@ class Supervisor:
                 child.wait()
 
 
+def user_api_command(config, cert_file, key_file) -> list[str]:
+    """The command line of the user API server: uvicorn running flightctl.asgi (Django
+    behind a thread pool, and the WebSocket routes) on ``config.address`` with TLS, in
+    ``config.workers`` processes of ``config.threads`` request threads each."""
+    host, port = parse_address(config.address)
+    argv = [sys.executable, "-m", "uvicorn", "flightctl.asgi:application",
+            "--host", host, "--port", str(port),
+            "--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file),
+            "--workers", str(config.workers), "--ws", "websockets-sansio", "--lifespan", "off",
+            "--log-level", server_log_level(config.log_level),
+            "--timeout-graceful-shutdown", "15"]
+    if config.log_level != "debug":
+        argv.append("--no-access-log")
+    return argv
+
+
 @main.command()
 @data_dir_option
 @click.option("--address", envvar="FLIGHTCTL_ADDRESS", help="User API HOST:PORT "
               "(default 0.0.0.0:3443). Env: FLIGHTCTL_ADDRESS.")
 @click.option("--agent-address", envvar="FLIGHTCTL_AGENT_ADDRESS", help="Agent API HOST:PORT "
               "(default 0.0.0.0:7443). Env: FLIGHTCTL_AGENT_ADDRESS.")
-@click.option("--workers", type=int, envvar="FLIGHTCTL_WORKERS", help="gunicorn worker "
-              "processes for the user API (default 2).")
+@click.option("--workers", type=int, envvar="FLIGHTCTL_WORKERS", help="Worker processes "
+              "of the user API (default 2).")
 # No envvar here: the configuration reads FLIGHTCTL_LOG_LEVEL and reports a bad value along
 # with every other problem of the configuration.
 @click.option("--log-level", type=click.Choice(LOG_LEVELS),
@@ -371,16 +387,8 @@ def serve(data_dir, address, agent_address, workers, log_level):
         from flightctl.tasks import install_schedule
 
         install_schedule()  # periodic jobs: seed their chains and the watchdog schedule
-        host, port = parse_address(config.address)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         supervisor = Supervisor()
-        supervisor.spawn("api", [
-            sys.executable, "-m", "gunicorn", "flightctl.wsgi:application",
-            "--bind", bind, "--certfile", str(cert_file), "--keyfile", str(key_file),
-            "--workers", str(config.workers), "--threads", str(config.threads),
-            "--worker-class", "gthread", "--log-level", servers_level,
-            "--graceful-timeout", "15", "--timeout", "60",
-        ])
+        supervisor.spawn("api", user_api_command(config, cert_file, key_file))
         supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
         agent_host, agent_port = parse_address(config.agent_address)
         supervisor.spawn("agent-api", [

@@ -165,6 +165,7 @@ class Server:
         # must read the task payloads this process signs: same secret key.
         env.update({"FLIGHTCTL_DATA_DIR": str(data_dir), "FLIGHTCTL_DATABASE_URL": database_url,
                     "FLIGHTCTL_RENDERED_WAIT_TIMEOUT": "30s",
+                    "FLIGHTCTL_CONSOLE_SESSION_TIMEOUT": "15s",
                     "FLIGHTCTL_SECRET_KEY": settings.SECRET_KEY,
                     "FLIGHTCTL_ENCRYPTION_KEY_FILE": str(_encryption_key()),
                     "FLIGHTCTL_TPM_CA_FILES": ",".join(tpm_ca_files)})

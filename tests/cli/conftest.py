@@ -63,7 +63,8 @@ def _server_env(data_dir: Path) -> dict:
 @contextmanager
 def running_server(extra_env: dict | None = None):
     """``flightctl-server serve`` on free ports with its own data directory, until the end of
-    the block (``extra_env``: more environment for it, e.g. gunicorn's own options)."""
+    the block (``extra_env``: more environment for it, e.g. uvicorn's own options as
+    ``UVICORN_*`` variables)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fctl-cli-server-"))
     port = free_port()
     log = open(data_dir.parent / f"{data_dir.name}.log", "w")

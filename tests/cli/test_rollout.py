@@ -201,10 +201,10 @@ def test_pause_resume_and_approve_a_rollout(server, cli):
 
 
 def test_a_watch_outlives_a_server_that_closes_idle_connections(tmp_path):
-    """A load balancer or gunicorn closes keep-alive connections idle for 1 s; the watch polls
+    """A load balancer or the server closes keep-alive connections idle for 1 s; the watch polls
     every second, so its next request often races the close. A 30 s rollout is watched to the
     end (exit 0), not reported as failed (exit 1) because a connection was dropped."""
-    with running_server({"GUNICORN_CMD_ARGS": "--keep-alive 1"}) as server:
+    with running_server({"UVICORN_TIMEOUT_KEEP_ALIVE": "1"}) as server:
         cli = Cli(tmp_path / "home", server)
         cli.home.mkdir()
         cli.login()

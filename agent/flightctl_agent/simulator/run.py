@@ -235,8 +235,8 @@ class Simulation:
         freezer = asyncio.create_task(self._keep_collections_short())
         user_ssl = ssl.create_default_context(cafile=str(options.ca_file))
         user = aiohttp.ClientSession(
-            # Idle connections are dropped before gunicorn's 2 s keep-alive ends them: reusing
-            # one the server is closing at that moment fails the request.
+            # Idle connections are dropped before the server's keep-alive (uvicorn: 5 s) ends
+            # them: reusing one the server is closing at that moment fails the request.
             connector=aiohttp.TCPConnector(ssl=user_ssl, limit=options.concurrency,
                                            keepalive_timeout=1.0),
             timeout=CALL_TIMEOUT)
