@@ -17,14 +17,20 @@ from django.utils import timezone
 from devices.models import Device
 from fleets import choices as c
 from fleets.models import Fleet, TemplateVersion
-from fleets.rollout import ROLLOUT, _percent, _policy, _sequence, _threshold, batch_name
+from fleets.rollout import (
+    ROLLOUT,
+    UPDATE_FAILED,
+    _percent,
+    _policy,
+    _sequence,
+    _threshold,
+    batch_name,
+)
 from flightctl.api import annotations as keys
 from flightctl.api.conditions import find_condition, get_condition
 from flightctl.api.selectors import label_selector_object_q
 from flightctl.models import Event
 
-#: a failed update: the agent's Updating condition with reason Error (service.md §2.5)
-UPDATE_FAILED = Q(status__contains={"conditions": [{"type": "Updating", "reason": "Error"}]})
 FAILED = UPDATE_FAILED | Q(annotations__has_key=keys.LAST_ROLLOUT_ERROR)
 
 

@@ -39,7 +39,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q, TextField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from devices import bulk
@@ -57,6 +59,8 @@ from flightctl.config import parse_duration
 from flightctl.tasks import enqueue
 
 PAGE = 1000
+#: a failed update: the agent's Updating condition with reason Error (service.md §2.5)
+UPDATE_FAILED = Q(status__contains={"conditions": [{"type": "Updating", "reason": "Error"}]})
 ROLLOUT = "RolloutInProgress"
 INACTIVE = "Rollout is not in progress"
 
@@ -299,32 +303,30 @@ def _digest(fleet: Fleet) -> str:
 
 
 def completion(fleet: Fleet, tv: TemplateVersion) -> dict:
-    """Counts over the selected devices of the current batch."""
+    """Counts over the selected devices of the current batch, in one aggregate query.
+
+    A selected device is complete when it rendered ``tv`` and then reported it (successful),
+    failed to apply it (``Updating`` reason ``Error``) or let ``defaultUpdateTimeout`` pass
+    (timed out) — or when ``tv`` could not be resolved for it at all (``lastRolloutError``,
+    e.g. a label its template needs is missing): such a device can never render ``tv``, so it
+    counts as failed. The reference leaves that batch incomplete and the rollout stalls for
+    good (docs/fleets.md)."""
     timeout = parse_duration(_policy(fleet).get("defaultUpdateTimeout") or c.DEFAULT_UPDATE_TIMEOUT)
     deadline = timezone.now() - timedelta(seconds=timeout)
-    counts = {"total": 0, "successful": 0, "failed": 0, "timedOut": 0, "complete": 0}
-    for device in _members(fleet).filter(annotations__has_key=keys.SELECTED_FOR_ROLLOUT).only(
-            "status", "annotations", "rendered_version", "rendered_at"):
-        counts["total"] += 1
-        if (device.annotations or {}).get(keys.RENDERED_TEMPLATE_VERSION) != tv.name:
-            continue
-        if _reported(device) == str(device.rendered_version):
-            counts["successful"] += 1
-            counts["complete"] += 1
-        elif _updating_reason(device) == "Error":
-            counts["failed"] += 1
-            counts["complete"] += 1
-        elif device.rendered_at and device.rendered_at < deadline:
-            counts["timedOut"] += 1
-            counts["complete"] += 1
+    rendered_tv = Q(annotations__contains={keys.RENDERED_TEMPLATE_VERSION: tv.name})
+    # The agent reports its renderedVersion as a string; compare it with the column as text.
+    successful = rendered_tv & Q(reported=Cast("rendered_version", TextField()))
+    unresolved = Q(annotations__has_key=keys.LAST_ROLLOUT_ERROR)
+    failed = (rendered_tv & ~successful & UPDATE_FAILED) | (~rendered_tv & unresolved)
+    timed_out = rendered_tv & ~successful & ~UPDATE_FAILED & Q(rendered_at__lt=deadline)
+    counts = (_members(fleet).filter(annotations__has_key=keys.SELECTED_FOR_ROLLOUT).order_by()
+              .annotate(reported=Coalesce(KT("status__config__renderedVersion"), Value(""),
+                                          output_field=TextField()))
+              .aggregate(total=Count("id"), successful=Count("id", filter=successful),
+                         failed=Count("id", filter=failed),
+                         timedOut=Count("id", filter=timed_out)))
+    counts["complete"] = counts["successful"] + counts["failed"] + counts["timedOut"]
     return counts
-
-
-def _updating_reason(device: Device) -> str:
-    for condition in (device.status or {}).get("conditions") or []:
-        if condition.get("type") == "Updating":
-            return condition.get("reason") or ""
-    return ""
 
 
 def _select(fleet: Fleet, tv: TemplateVersion, number: int) -> int:

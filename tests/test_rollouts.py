@@ -268,6 +268,21 @@ def test_a_missing_label_fails_only_that_device(api):
         assert good["metadata"]["annotations"]["device-controller/renderedVersion"] == "1"
 
 
+def test_a_batch_member_whose_template_cannot_be_resolved_fails_its_batch_not_stalls_it(api):
+    """The reference would wait for dev-000 forever: it can never render the new version."""
+    make_devices(api, 4, lambda i: {"fleet": "f1", **({"tag": "v1"} if i else {})})
+    report()
+    policy = {"deviceSelection": {"strategy": "BatchSequence", "sequence": [
+        {"limit": 2, "successThreshold": "100%"}]}}
+    api.post(FLEETS, fleet_body(policy=policy), format="json")
+    _validate()
+    report()
+    _tick()
+    condition = fleet_condition(api)
+    assert condition["reason"] == "Suspended"
+    assert condition["message"].endswith("Breakdown: total=2 successful=1 failed=1 timed out=0")
+
+
 def test_template_versions_are_listed_newest_first_and_can_be_deleted(api):
     api.post(FLEETS, fleet_body(image="quay.io/org/os:1"), format="json")
     _validate()
