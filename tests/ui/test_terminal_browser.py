@@ -125,11 +125,19 @@ def test_an_operator_runs_a_command_in_the_device_s_terminal_and_resizes_it(
     _until_status(browser, "Session ended: exit status 3")
     assert browser.one("#console-status").get_attribute("data-state") == "closed"
 
+    # Another session, ended from the page: the server closes it on the device too.
+    browser.driver.refresh()
+    _until_status(browser, f"Connected to {device.name}", 60)
+    browser.click("#console-disconnect")
+    _until_status(browser, "Disconnected")
+    wait("the sessions unlisted", lambda: "device-controller/console" not in (
+        server.device(device.name)["metadata"].get("annotations") or {}), 30, 0.5)
+
     # Audited as the browser's user, like any console session.
     events = server.get(f"/api/v1/events?fieldSelector=involvedObject.name%3D{device.name}")
     opened = [e["message"] for e in events.json()["items"]
               if e["reason"] == "ConsoleSessionOpened"]
-    assert opened and f"user:{OPERATOR[0]}" in opened[0]
+    assert len(opened) == 2 and all(f"user:{OPERATOR[0]}" in m for m in opened), opened
 
 
 def test_a_viewer_and_a_decommissioned_device_are_refused_on_the_page(server, browser):
@@ -139,6 +147,7 @@ def test_a_viewer_and_a_decommissioned_device_are_refused_on_the_page(server, br
     assert r.status_code in (200, 201), r.text
     _user(*VIEWER, "viewer")
     _user(*OPERATOR, "operator")
+    browser.driver.set_window_size(1400, 800)
 
     browser.login(*VIEWER)
     browser.open("/admin/devices/device/web-console-frozen/")
@@ -153,6 +162,7 @@ def test_a_viewer_and_a_decommissioned_device_are_refused_on_the_page(server, br
     browser.login(*OPERATOR)
     browser.open("/admin/devices/device/web-console-frozen/console/")
     _until_status(browser, "Refused (409): Device is decommissioned")
+    assert not browser.one("#console-disconnect").is_enabled()
     browser.screenshot("device-console-refused")
 
 

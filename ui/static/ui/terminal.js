@@ -77,7 +77,9 @@
     if (channel === STDOUT || channel === STDERR) term.write(payload);
     else if (channel === ERROR) exitStatus = describe(payload);
   };
+  const disconnect = document.getElementById("console-disconnect");
   socket.onclose = (event) => {
+    disconnect.disabled = true;
     term.options.disableStdin = true;
     term.options.cursorBlink = false;
     if (event.code >= 4000 && event.code < 5000) {
@@ -92,7 +94,7 @@
       say("lost", `Connection lost (${event.code}${event.reason ? ": " + event.reason : ""})`);
     }
   };
-  document.getElementById("console-disconnect").addEventListener("click", () => {
+  disconnect.addEventListener("click", () => {
     userClosed = true;
     socket.close(1000);
   });
