@@ -150,6 +150,33 @@ def test_two_sessions_at_once_are_independent(server, device, cli_env):
     assert out.strip() == "first-done"
 
 
+def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device, cli_env):
+    """Both clients killed mid-session (no close from either): the server notices, the
+    session leaves the device and is recorded closed. (Server processes dying with both ends:
+    tests/test_console_sessions.py.)"""
+    import signal
+
+    user = subprocess.Popen([FLIGHTCTL, "console", f"device/{device.name}", "--", "sleep", "90"],
+                            env=cli_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(_listed(server, device.name)) == 1, 60, what="the session")
+        wait_for(lambda: "sleep 90" in _events_text(server, device.name), 30, what="opened")
+        device.crash()
+        user.send_signal(signal.SIGKILL)
+        user.wait(30)
+        wait_for(lambda: _listed(server, device.name) == [], 60, what="the session unlisted")
+    finally:
+        if user.poll() is None:
+            user.kill()
+    reasons = [e["reason"] for e in _events(server, device.name)]
+    assert reasons.count("ConsoleSessionClosed") == 1, reasons
+
+
+def _events_text(server, name: str) -> str:
+    return " ".join(e["message"] for e in _events(server, name))
+
+
 def _listed(server, name: str) -> list:
     annotations = (server.device(name) or {}).get("metadata", {}).get("annotations") or {}
     return json.loads(annotations.get("device-controller/console") or "[]")
