@@ -69,7 +69,7 @@ bench-ui: setup
 
 ## Retake the console's screenshots in docs/ui/ (the browser tests take them).
 screenshots: test-deps setup
-	FLIGHTCTL_SCREENSHOTS=docs/ui $(BIN)/pytest tests/ui/test_console_browser.py
+	FLIGHTCTL_SCREENSHOTS=docs/ui $(BIN)/pytest tests/ui/test_console_browser.py tests/ui/test_terminal_browser.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
 from flightctl.models import Resource
 
@@ -103,7 +104,10 @@ class ConsoleSession(models.Model):
     agent API process that receives the device's gRPC stream for the session finds it here and
     connects to ``bridge``. Whichever side sees the session end first deletes the row, removes
     the session from the device and records the closing event; the other finds nothing to do.
-    ``id`` is the session ID the device sees.
+    ``id`` is the session ID the device sees. ``seen_at`` is refreshed by the process holding
+    the user's WebSocket while it holds it; a row nobody refreshed for twice
+    ``console_session_timeout`` belongs to processes that died without closing it (both ends
+    gone at once, e.g. a server killed), and the ``console-cleanup`` job closes it.
     """
 
     id = models.UUIDField(primary_key=True)
@@ -113,9 +117,11 @@ class ConsoleSession(models.Model):
     bridge = models.CharField(max_length=300)
     created_at = models.DateTimeField(auto_now_add=True)
     connected_at = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["org_id", "device_name"], name="console_device")]
+        indexes = [models.Index(fields=["org_id", "device_name"], name="console_device"),
+                   models.Index(fields=["seen_at"], name="console_seen")]
 
     def __str__(self) -> str:
         return f"console {self.id} of {self.device_name}"

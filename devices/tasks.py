@@ -6,6 +6,7 @@
 | `device-render` | a standalone device's spec changed, an action, a reconnection | render it |
 | `device-render-batch` | many devices at once (e.g. resumed after a restore) | render them |
 | `device-connectivity` (periodic) | `connectivity_interval` | devices.health.check_connectivity |
+| `console-cleanup` (periodic) | `console_session_timeout` | close sessions of dead processes |
 
 Rendering is gated by content hashes, so a render delivered twice changes nothing the second
 time.
@@ -13,12 +14,15 @@ time.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 
 from devices import health
+from devices.console import sessions
 from devices.models import Device
 from devices.owners import adopt_pending, attach_fleet_annotations
 from devices.rendering import render_devices
+from flightctl.config import parse_duration
 from flightctl.tasks import handler, periodic, setting_interval
 
 
@@ -53,3 +57,9 @@ def render_device_batch(payload: dict) -> None:
 @periodic("device-connectivity", setting_interval("connectivity_interval"))
 def check_connectivity() -> None:
     health.check_connectivity()
+
+
+@periodic("console-cleanup", setting_interval("console_session_timeout"))
+def clean_console_sessions() -> None:
+    sessions.expire_stale(sessions.STALE_FACTOR
+                          * parse_duration(settings.FLIGHTCTL.console_session_timeout))

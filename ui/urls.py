@@ -18,6 +18,7 @@ def console_urls(site) -> list:
         path("sso/callback", sso.callback, name="ui-sso-callback"),
         page("devices/device/", devices.device_list, "ui-devices"),
         page("devices/device/<str:name>/", devices.device_page, "ui-device"),
+        page("devices/device/<str:name>/console/", devices.device_console, "ui-device-console"),
         page("devices/device/<str:name>/<str:action>", devices.device_action, "ui-device-action"),
         page("enrollment/enrollmentrequest/", enrollment.waiting_room, "ui-enrollment"),
         page("enrollment/enrollmentrequest/<str:name>/", enrollment.request_page,

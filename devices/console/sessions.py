@@ -13,6 +13,11 @@ Life of a session (docs/api.md, "Remote console")::
         the row of that session of that device; ``mark_connected`` when bridged.
     close_session (either side, whichever sees the end first)
         the row is deleted; the session leaves the annotation; event ``ConsoleSessionClosed``.
+    touch (user API, every ``console_session_timeout / 3`` while it holds the WebSocket)
+        ``seen_at`` of all the sessions the process holds, in one UPDATE.
+    expire_stale (the periodic ``console-cleanup`` job, every ``console_session_timeout``)
+        sessions no process refreshed for twice ``console_session_timeout`` (their server
+        processes died with both ends, so nobody was left to close them) are closed as above.
 
 Every function here is synchronous ORM code; the asynchronous servers call them in threads.
 """
@@ -36,6 +41,9 @@ from flightctl.api.events import record_event
 log = logging.getLogger(__name__)
 
 OPENED, CLOSED = "ConsoleSessionOpened", "ConsoleSessionClosed"
+#: a session's row is stale when not refreshed for this many ``console_session_timeout``s;
+#: its holder refreshes it every third of one (websocket.Held)
+STALE_FACTOR, TOUCH_FRACTION = 2, 1 / 3
 
 
 def listed_sessions(annotations: dict | None) -> list[dict]:
@@ -73,8 +81,8 @@ def _write_listed(device: Device, sessions: list[dict], *, pending: bool = False
 def open_session(org_id, name: str, metadata: str, *, actor: str, bridge: str,
                  session_id: uuid.UUID, stale_after: float) -> ConsoleSession:
     """List a new session on the device and record it (see the module docstring). Rows of
-    sessions the device never joined within ``stale_after`` seconds (their user API process
-    died) are dropped on the way. Raises ApiError 404 or 409."""
+    this device's sessions no process refreshed within ``stale_after`` seconds (their user API
+    process died) are dropped on the way. Raises ApiError 404 or 409."""
     with transaction.atomic():
         device = Device.objects.restrict(org_id).filter(name=name).select_for_update().first()
         if device is None:
@@ -83,8 +91,8 @@ def open_session(org_id, name: str, metadata: str, *, actor: str, bridge: str,
         if reason:
             raise ApiError(409, reason)
         stale = ConsoleSession.objects.filter(
-            org_id=org_id, device_name=name, connected_at__isnull=True,
-            created_at__lt=timezone.now() - timedelta(seconds=stale_after))
+            org_id=org_id, device_name=name,
+            seen_at__lt=timezone.now() - timedelta(seconds=stale_after))
         stale.delete()
         alive = {str(pk) for pk in ConsoleSession.objects.filter(
             org_id=org_id, device_name=name).values_list("id", flat=True)}
@@ -149,3 +157,18 @@ def close_session(session_id, outcome: str) -> bool:
     log.info("console session %s of device %s closed: %s", session_id, session.device_name,
              outcome)
     return True
+
+
+def touch(session_ids) -> None:
+    """The holder of these sessions' WebSockets is alive: refresh their ``seen_at``."""
+    ConsoleSession.objects.filter(id__in=list(session_ids)).update(seen_at=timezone.now())
+
+
+def expire_stale(stale_after: float, limit: int = 500) -> int:
+    """Close the sessions nobody refreshed within ``stale_after`` seconds (at most ``limit``
+    per call: stale sessions are the rare leftovers of crashed processes); how many."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    stale = list(ConsoleSession.objects.filter(seen_at__lt=cutoff)
+                 .order_by("seen_at").values_list("id", flat=True)[:limit])
+    return sum(close_session(session_id, "expired: the server processes holding it are gone")
+               for session_id in stale)

@@ -19,14 +19,47 @@ import uuid
 
 from django.conf import settings
 
-from devices.console import bridge
+from devices.console import bridge, sessions
 from devices.console.sessions import close_session, open_session
 from flightctl.api.errors import ApiError
 from flightctl.api.events import actor_of
 from flightctl.api.websockets import WebSocket, websocket_route
 from flightctl.config import parse_duration
+from flightctl.threads import in_thread
 
 log = logging.getLogger(__name__)
+
+
+class Held:
+    """The sessions whose WebSockets this process holds. While there are any, one loop
+    refreshes their rows' ``seen_at`` together (one UPDATE per interval, whatever their
+    number), so that only rows of dead processes go stale (sessions.expire_stale)."""
+
+    def __init__(self):
+        self.ids: set[str] = set()
+        self._beating: asyncio.Task | None = None
+
+    def add(self, session_id: str) -> None:
+        self.ids.add(session_id)
+        if self._beating is None or self._beating.done():
+            self._beating = asyncio.ensure_future(self._beat())
+
+    def discard(self, session_id: str) -> None:
+        self.ids.discard(session_id)
+
+    async def _beat(self) -> None:
+        interval = sessions.TOUCH_FRACTION * parse_duration(
+            settings.FLIGHTCTL.console_session_timeout)
+        while self.ids:
+            await asyncio.sleep(interval)
+            if self.ids:
+                try:
+                    await in_thread(sessions.touch, list(self.ids))
+                except Exception:  # noqa: BLE001 - the database may be back next time
+                    log.warning("console sessions: cannot refresh their rows", exc_info=True)
+
+
+held = Held()
 
 
 def _metadata(socket: WebSocket) -> str:
@@ -54,11 +87,21 @@ async def device_console(socket: WebSocket, name: str) -> None:
         metadata = _metadata(socket)
         await socket.in_thread(lambda: open_session(
             socket.org_id, name, metadata, actor=actor_of(socket.user), bridge=address,
-            session_id=uuid.UUID(session_id), stale_after=2 * timeout))
+            session_id=uuid.UUID(session_id), stale_after=sessions.STALE_FACTOR * timeout))
     except ApiError as exc:
         bridge.listener.forget(session_id)
         await socket.deny(exc.status_code, exc.message)
         return
+    held.add(session_id)
+    try:
+        await _serve(socket, name, session_id, joined, timeout)
+    finally:
+        held.discard(session_id)
+
+
+async def _serve(socket: WebSocket, name: str, session_id: str, joined: asyncio.Future,
+                 timeout: float) -> None:
+    """The listed session, from waiting for the device to its end."""
     log.info("console session %s of device %s: WebSocket held by process %d", session_id,
              name, os.getpid())
     try:

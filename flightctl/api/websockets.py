@@ -7,7 +7,10 @@ the REST API's, applied before anything else: version negotiation, a bearer toke
 OIDC, flightctl/api/auth.py) or the web UI's session cookie (same-origin requests only), the
 organization (``org_id``) and the route's RBAC resource with verb ``get``. A refusal is the
 usual ``Status`` body with its HTTP code, sent instead of the upgrade (the ASGI WebSocket
-denial response).
+denial response). A browser cannot read that response (its WebSocket API reports a refused
+upgrade as a bare close 1006), so a request of the web UI's own pages (its session cookie,
+same origin, no bearer token) is refused after the upgrade instead: accepted, then closed
+with code ``4000 + status`` and the message as the close reason.
 """
 
 from __future__ import annotations
@@ -63,20 +66,36 @@ class _Request:
         self.session = None
 
 
+def _session_key(meta: dict) -> str | None:
+    cookies = {}
+    for part in meta.get("HTTP_COOKIE", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        cookies[key] = value
+    return cookies.get(settings.SESSION_COOKIE_NAME) or None
+
+
+def _same_origin(meta: dict) -> bool:
+    return urlsplit(meta.get("HTTP_ORIGIN", "")).netloc == meta.get("HTTP_HOST")
+
+
+def from_web_ui(scope) -> bool:
+    """A request of the web UI's own pages: its session cookie, from its own origin, no
+    bearer token. Its refusals are close codes (see the module docstring)."""
+    meta = _Request(scope).META
+    return (_session_key(meta) is not None and _same_origin(meta)
+            and "HTTP_AUTHORIZATION" not in meta)
+
+
 def _session_user(request: _Request):
     """The web UI's logged-in user, for a same-origin request carrying the session cookie."""
     from django.contrib.auth import get_user
 
-    cookies = {}
-    for part in request.META.get("HTTP_COOKIE", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        cookies[key] = value
-    key = cookies.get(settings.SESSION_COOKIE_NAME)
+    key = _session_key(request.META)
     if not key:
         return None
-    origin = urlsplit(request.META.get("HTTP_ORIGIN", ""))
-    if origin.netloc != request.META.get("HTTP_HOST"):
-        # A cookie is sent by any page the browser shows: only the UI's own pages may use it.
+    if not _same_origin(request.META):
+        # A cookie is sent by any page the browser shows: only the UI's own pages may use it
+        # (no cross-site WebSocket hijacking). Browsers always send Origin on a WebSocket.
         raise ApiError(403, "cross-origin WebSocket refused")
     request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)
     user = get_user(request)
@@ -108,9 +127,10 @@ def authorize(scope, resource: str):
 class WebSocket:
     """One WebSocket request of the user API, past the gate."""
 
-    def __init__(self, scope, receive, send, user, org_id):
+    def __init__(self, scope, receive, send, user, org_id, browser: bool = False):
         self.scope, self._receive, self._send = scope, receive, send
         self.user, self.org_id = user, org_id
+        self.browser = browser
         self.accepted = False
 
     @property
@@ -127,11 +147,10 @@ class WebSocket:
 
     async def deny(self, code: int, message: str) -> None:
         """Answer the upgrade request with ``code`` and a ``Status`` body instead."""
-        await deny(self.scope, self._send, code, message)
+        await deny(self.scope, self._send, code, message, browser=self.browser)
 
     async def accept(self, subprotocol: str | None = None) -> None:
-        await self._send({"type": "websocket.accept", "subprotocol": subprotocol,
-                          "headers": [(k.encode(), v.encode()) for k, v in HARDENING.items()]})
+        await self._send(_accept(subprotocol))
         self.accepted = True
 
     async def receive(self) -> bytes | str | None:
@@ -148,14 +167,31 @@ class WebSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         try:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+            await self._send({"type": "websocket.close", "code": code,
+                              "reason": close_reason(reason)})
         except Exception:  # noqa: BLE001 - the client may already be gone
             pass
 
 
-async def deny(scope, send, code: int, message: str) -> None:
+def _accept(subprotocol: str | None) -> dict:
+    return {"type": "websocket.accept", "subprotocol": subprotocol,
+            "headers": [(k.encode(), v.encode()) for k, v in HARDENING.items()]}
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame carries (123 bytes of UTF-8)."""
+    return text.encode()[:123].decode(errors="ignore")
+
+
+async def deny(scope, send, code: int, message: str, *, browser: bool = False) -> None:
+    if browser:
+        offered = scope.get("subprotocols") or []
+        await send(_accept(offered[0] if offered else None))
+        await send({"type": "websocket.close", "code": 4000 + code,
+                    "reason": close_reason(message)})
+        return
     if "websocket.http.response" not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        await send({"type": "websocket.close", "code": 1008, "reason": close_reason(message)})
         return
     body = json.dumps(status_body(code, message)).encode()
     headers = [(b"content-type", b"application/json"),
@@ -182,18 +218,19 @@ class UserApplication:
     async def _websocket(self, scope, receive, send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        browser = from_web_ui(scope)
         found = next(((route, match) for route in _ROUTES
                       if (match := route[0].fullmatch(scope["path"]))), None)
         if found is None:
-            await deny(scope, send, 404, f"no WebSocket at {scope['path']}")
+            await deny(scope, send, 404, f"no WebSocket at {scope['path']}", browser=browser)
             return
         (_pattern, resource, handler), match = found
         try:
             user, org_id = await in_thread(authorize, scope, resource)
         except ApiError as exc:
-            await deny(scope, send, exc.status_code, exc.message)
+            await deny(scope, send, exc.status_code, exc.message, browser=browser)
             return
-        socket = WebSocket(scope, receive, send, user, org_id)
+        socket = WebSocket(scope, receive, send, user, org_id, browser)
         try:
             await handler(socket, **match.groupdict())
         except Exception:

@@ -320,6 +320,13 @@ class AgentProcess:
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
 
+    def crash(self) -> None:
+        """SIGKILL the agent and start no new one (a device that lost power)."""
+        self._stopped.set()
+        self.kill()
+        if self.process:
+            self.process.wait(30)
+
     def stop(self) -> None:
         self._stopped.set()
         if self.process and self.process.poll() is None:

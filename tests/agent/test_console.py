@@ -150,6 +150,33 @@ def test_two_sessions_at_once_are_independent(server, device, cli_env):
     assert out.strip() == "first-done"
 
 
+def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device, cli_env):
+    """Both clients killed mid-session (no close from either): the server notices, the
+    session leaves the device and is recorded closed. (Server processes dying with both ends:
+    tests/test_console_sessions.py.)"""
+    import signal
+
+    user = subprocess.Popen([FLIGHTCTL, "console", f"device/{device.name}", "--", "sleep", "90"],
+                            env=cli_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(_listed(server, device.name)) == 1, 60, what="the session")
+        wait_for(lambda: "sleep 90" in _events_text(server, device.name), 30, what="opened")
+        device.crash()
+        user.send_signal(signal.SIGKILL)
+        user.wait(30)
+        wait_for(lambda: _listed(server, device.name) == [], 60, what="the session unlisted")
+    finally:
+        if user.poll() is None:
+            user.kill()
+    reasons = [e["reason"] for e in _events(server, device.name)]
+    assert reasons.count("ConsoleSessionClosed") == 1, reasons
+
+
+def _events_text(server, name: str) -> str:
+    return " ".join(e["message"] for e in _events(server, name))
+
+
 def _listed(server, name: str) -> list:
     annotations = (server.device(name) or {}).get("metadata", {}).get("annotations") or {}
     return json.loads(annotations.get("device-controller/console") or "[]")
@@ -271,11 +298,33 @@ def test_the_web_ui_s_session_cookie_works_from_its_own_pages_only(server):
     session.create()
     cookie = {"Cookie": f"sessionid={session.session_key}"}
     own = {**cookie, "Origin": server.url}
-    # Past the gate (the device does not exist) from the UI's own origin; refused elsewhere.
-    assert _websocket_status(server, "nope", "", own, bearer=False) == 404
+    # Past the gate (the device does not exist) from the UI's own origin, told as a browser
+    # can read it: accepted, then closed with 4000 + the status and the message.
+    assert _websocket_status(server, "nope", "", own, bearer=False) == 101
+    assert _browser_refusal(server, "nope", own) == (4404, 'Device of name "nope" not found')
+    # Refused elsewhere, before the upgrade: a hijacking page learns nothing.
     assert _websocket_status(server, "nope", "", {**cookie, "Origin": "https://evil.example"},
                              bearer=False) == 403
+    assert _websocket_status(server, "nope", "", {**cookie}, bearer=False) == 403
     assert _websocket_status(server, "nope", "", {}, bearer=False) == 401
+
+
+def _browser_refusal(server, name: str, headers: dict) -> tuple[int, str]:
+    """The close code and reason of a console WebSocket refused after its upgrade."""
+    import ssl
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context(cafile=str(server.ca))
+    url = server.url.replace("https://", "wss://") + f"/ws/v1/devices/{name}/console"
+    with connect(f"{url}?metadata=%7B%7D", ssl=context, subprotocols=["v5.channel.k8s.io"],
+                 additional_headers=headers, open_timeout=60) as socket:
+        try:
+            socket.recv(timeout=30)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code, exc.rcvd.reason
+    raise AssertionError("the WebSocket was not closed")
 
 
 def test_the_escape_works_only_at_the_start_of_a_line():

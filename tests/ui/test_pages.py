@@ -18,6 +18,7 @@ PAGES = {
     "device list, field selector": "/admin/devices/device/?fieldSelector="
                                    "status.summary.status%3DError",
     "device page": "/admin/devices/device/dev-000007/",
+    "device console": "/admin/devices/device/dev-000007/console/",
     "enrollment": "/admin/enrollment/enrollmentrequest/",
     "enrollment request": "/admin/enrollment/enrollmentrequest/pending-0001/",
     "fleet list": "/admin/fleets/fleet/",

@@ -1,7 +1,10 @@
-"""Devices: the list (selectors, keyset pages, bulk actions) and the device page (status cards,
-applications, conditions, specs, labels, events and why it is not at its target)."""
+"""Devices: the list (selectors, keyset pages, bulk actions), the device page (status cards,
+applications, conditions, specs, labels, events and why it is not at its target) and its
+console (a terminal in the browser)."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from django.db import transaction
 from django.db.models.fields.json import KT
@@ -17,7 +20,7 @@ from fleets.models import Fleet
 from fleets.progress import explain
 from flightctl.api.errors import ApiError, bad_request
 from flightctl.api.events import actor_of
-from flightctl.models import Event
+from flightctl.models import DEFAULT_ORG_ID, Event
 from ui import access
 from ui.views.common import (
     done,
@@ -142,7 +145,23 @@ def device_page(request, name: str):
         and not (device.spec or {}).get("decommissioning"),
         "can_resume": access.can(request, "devices/resume", "create")
         and status.get("summary", {}).get("status") == "ConflictPaused",
+        "can_console": access.can(request, "devices/console", "get"),
     }, title=f"Device {device.alias or device.name}")
+
+
+def device_console(request, name: str):
+    """A terminal on the device (ui/static/ui/terminal.js): the browser opens the user API's
+    console WebSocket itself, with this session's cookie. The page does not pre-judge: the
+    WebSocket's gate (role ``devices/console``, the device's state) answers, and the page
+    shows its refusal."""
+    access.require(request, "devices", "get")
+    device = found(endpoint(request, DeviceViewSet), name)
+    org_id = access.org_id(request)
+    return render(request, "ui/device_console.html", {
+        # As the CLI: ``org_id`` only for an organization other than the default.
+        "device": device, "org_id": "" if org_id == DEFAULT_ORG_ID else org_id,
+        "socket_path": f"/ws/v1/devices/{quote(device.name, safe='')}/console",
+    }, title=f"Console of {device.alias or device.name}")
 
 
 @require_POST
