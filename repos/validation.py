@@ -153,7 +153,8 @@ def _oci(errors: Errors, spec: dict) -> None:
                 errors.invalid(f"{path}.imageName", name, "must be 1 to 255 characters")
             elif name in names:
                 errors.duplicate(f"{path}.imageName", name)
-            names.add(name)
+            else:
+                names.add(name)
             tags = image.get("tags")
             if not isinstance(tags, list) or not tags:
                 errors.required(f"{path}.tags", "must have at least 1 item")
