@@ -210,3 +210,29 @@ def test_the_agent_api_refuses_the_same_input_with_a_400(agent_server, api, tmp_
     # The device can still report: its status was never half-written.
     fine = dict(status, status={"summary": {"status": "Online", "info": "ok"}})
     assert client.put(status_path, fine).status_code == 200
+
+
+# -- found by the fuzzer (tests/test_api_fuzz.py) ----------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [None, True, "x", [], 1])
+def test_a_json_patch_that_replaces_the_whole_document_with_a_non_object_is_a_400(api, value):
+    assert api.put("/api/v1/devices/d1", DEVICE, format="json").status_code == 201
+    patch = json.dumps([{"op": "replace", "path": "", "value": value}])
+    for path in ("/api/v1/devices/d1", "/api/v1/devices/d1/status"):
+        assert "must be an object" in assert_status(
+            send(api, "PATCH", path, patch, "application/json-patch+json"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind,plural", [("Device", "devices"), ("Fleet", "fleets")])
+@pytest.mark.parametrize("status", [[], "x", 1, True])
+def test_a_status_that_is_not_an_object_is_a_400(api, kind, plural, status):
+    body = {"apiVersion": "flightctl.io/v1beta1", "kind": kind, "metadata": {"name": "s1"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {}}}
+            if kind == "Fleet" else {}}
+    assert api.put(f"/api/v1/{plural}/s1", body, format="json").status_code == 201
+    message = assert_status(api.put(f"/api/v1/{plural}/s1/status", {**body, "status": status},
+                                    format="json"))
+    assert "status" in message

@@ -103,9 +103,12 @@ def apply_json_patch(document: dict, operations) -> dict:
                 or ("from" in op and not isinstance(op["from"], str))):
             raise bad_request(f"API Error: unsupported patch operation {op!r}")
     try:
-        return jsonpatch.JsonPatch(operations).apply(copy.deepcopy(document))
+        patched = jsonpatch.JsonPatch(operations).apply(copy.deepcopy(document))
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise bad_request(f"API Error: unable to apply patch: {exc}")
+    if not isinstance(patched, dict):  # e.g. {"op": "replace", "path": "", "value": 1}
+        raise bad_request("API Error: the patched document must be an object")
+    return patched
 
 
 class ResourceViewSet(viewsets.ViewSet):

@@ -129,6 +129,8 @@ class ResourceSerializer:
         if for_status:
             if self.status_required and not isinstance(status, dict):
                 errors.required("status")
+            elif status is not None and not isinstance(status, dict):
+                errors.invalid("status", status, "must be an object")
             elif status is not None:
                 self.validate_status(status, errors)
         elif spec is None:
