@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install setup run test lint test-deps migrate token clean rpm bench bench-ui screenshots
+.PHONY: install setup run test lint test-deps migrate token clean rpm bench bench-ui screenshots fuzz
 
 # Two installs: `make run` gets exactly what `pip install .` needs (no test extras, nothing that
 # builds against system libraries); `make test` and `make setup` add the test extras, which
@@ -70,6 +70,11 @@ bench-ui: setup
 ## Retake the console's screenshots in docs/ui/ (the browser tests take them).
 screenshots: test-deps setup
 	FLIGHTCTL_SCREENSHOTS=docs/ui $(BIN)/pytest tests/ui/test_console_browser.py tests/ui/test_terminal_browser.py
+
+## Fuzz every user-API operation with schemathesis, long budget: cases and 5xx (docs/security.md).
+FUZZ_EXAMPLES ?= 25
+fuzz: setup
+	$(BIN)/python -m bench.fuzz --max-examples $(FUZZ_EXAMPLES)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -37,6 +37,7 @@ from devices.api.serializers import load_rendered_body
 from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
 from flightctl.api.errors import ApiError, bad_request, status_body
+from flightctl.api.parsers import request_refusal
 from flightctl.config import parse_duration
 from flightctl.threads import in_thread as _in_thread
 
@@ -58,6 +59,10 @@ class AgentApplication:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             path = scope["path"]
+            bad = request_refusal(path, scope.get("query_string", b"").decode("latin-1"), None)
+            if bad is not None:  # before any route: a NUL in a name is no device's name
+                await _respond(send, _answer_now(_error(bad)))
+                return
             if match := RENDERED_PATH.match(path):
                 await _respond(send, rendered(scope, match[1]))
                 return
@@ -65,6 +70,10 @@ class AgentApplication:
                 await _respond(send, put_status(scope, receive, match[1]))
                 return
         await self.django(scope, receive, send)
+
+
+async def _answer_now(answer: Answer) -> Answer:
+    return answer
 
 
 async def _respond(send, answering) -> None:

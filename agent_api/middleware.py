@@ -14,6 +14,7 @@ from enrollment.signers import Peer, public_key_der
 from flightctl import pki
 from flightctl.api.errors import status_body, status_response
 from flightctl.api.middleware import SUPPORTED_VERSIONS, VERSION_HEADER
+from flightctl.api.parsers import request_refusal
 from flightctl.models import DEFAULT_ORG_ID
 
 
@@ -90,6 +91,10 @@ class AgentMiddleware:
 
     @staticmethod
     def _refuse(request):
+        bad = request_refusal(request.path, request.META.get("QUERY_STRING", ""),
+                              request.META.get("CONTENT_LENGTH"))
+        if bad is not None:
+            return status_response(bad.status_code, bad.message)
         state = getattr(request, "scope", {}).get("state") or {}
         request.agent_peer, refusal = authenticate(request.headers.get(VERSION_HEADER, ""),
                                                    state)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import uuid
 
 from django.db import IntegrityError, transaction
@@ -44,6 +43,7 @@ from flightctl.api.errors import (
     status_response,
 )
 from flightctl.api.events import AGENT_API_ACTOR, record_event
+from flightctl.api.parsers import load_json
 from flightctl.api.resources import apply_json_patch
 
 MIN_FINGERPRINT = 16
@@ -80,10 +80,8 @@ def org_of(peer: signers.Peer) -> uuid.UUID:
 
 
 def parse_json(raw: bytes):
-    try:
-        return json.loads(raw or b"null")
-    except ValueError:
-        raise bad_request("API Error: request body is not valid JSON")
+    # The user API's reading (NUL, nesting): the same input gets the same answer on both.
+    return load_json(raw)
 
 
 def _json(body: dict, status: int = 200) -> JsonResponse:

@@ -59,6 +59,7 @@ def prepare_enrollment_request(er: EnrollmentRequest) -> None:
         raise bad_request(f"spec.csr: Invalid value: {exc}")
     request = signers.load_csr(csr_pem)
     signers.check_device_enrollment_cn(request, er.name)
+    check_name_is_key_fingerprint(er.name, request, tcg)
     status: dict = {"conditions": []}
     if tcg is not None:
         try:
@@ -78,6 +79,29 @@ def prepare_enrollment_request(er: EnrollmentRequest) -> None:
     known = (er.spec or {}).get("knownRenderedVersion")
     if known not in (None, "", "0"):
         er.annotations = {**(er.annotations or {}), AWAITING_RECONNECT: "true"}
+
+
+def check_name_is_key_fingerprint(name: str, request, tcg: tpm.TCGCSR | None) -> None:
+    """An EnrollmentRequest is named after its device's key: the fingerprint of the CSR's
+    public key, and for a TPM request also of the attested LDevID. Otherwise anyone could
+    squat another device's name (it would then get 409) and an approval would sign the
+    squatter's key as that device."""
+    try:
+        fingerprints = pki.device_fingerprints(request.public_key())
+    except (TypeError, ValueError):
+        raise bad_request("spec.csr: Invalid value: the CSR's key must be an EC or RSA key")
+    if name not in fingerprints:
+        raise bad_request(f'metadata.name: Invalid value: "{name}": must be the fingerprint of '
+                          f'the CSR\'s public key ("{fingerprints[0]}")')
+    if tcg is None:
+        return
+    try:
+        attested = pki.device_fingerprints(tpm.parse_ecc_public(tcg.signing_public).key)
+    except (tpm.TPMVerificationError, ValueError, IndexError):
+        raise bad_request("spec.csr: Invalid value: the TCG CSR's TPM key cannot be read")
+    if name not in attested:
+        raise bad_request(f'metadata.name: Invalid value: "{name}": must be the fingerprint of '
+                          "the attested TPM key")
 
 
 def _tcg_csr(er: EnrollmentRequest) -> tpm.TCGCSR | None:

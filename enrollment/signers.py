@@ -82,7 +82,19 @@ def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
         raise bad_request("invalid certificate signing request: not a PEM PKCS#10 request")
     if not request.is_signature_valid:
         raise bad_request("invalid certificate signing request: signature does not verify")
+    try:
+        cn = pki.common_name(request)
+    except ValueError:
+        raise bad_request("invalid certificate signing request: unreadable subject")
+    _check_cn_length(cn, "CSR CN")
     return request
+
+
+def _check_cn_length(cn: str, what: str) -> None:
+    # Refused when the request is made: one accepted (and perhaps approved) must be signable.
+    if len(cn) > pki.MAX_COMMON_NAME:
+        raise bad_request(f"invalid certificate signing request: {what} is {len(cn)} "
+                          f"characters, at most {pki.MAX_COMMON_NAME} are allowed")
 
 
 def public_key_der(key) -> bytes:
@@ -130,6 +142,8 @@ def check_request(signer: str, request: x509.CertificateSigningRequest, *, peer:
         raise bad_request(f'csr CN mismatch: "{cn}" must end with "-{peer.device_name}"')
     if signer == pki.SIGNER_SERVER_SVC and not (cn.startswith("svc-") and len(cn) > 4):
         raise bad_request(f'csr CN "{cn}" must be "svc-<name>" for signer "{signer}"')
+    if signer == pki.SIGNER_ENROLLMENT:
+        _check_cn_length(_enrollment_cn(cn), "the certificate's CN")
 
 
 def issue(signer: str, request: x509.CertificateSigningRequest, *, name: str, org_id,

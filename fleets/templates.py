@@ -21,10 +21,12 @@ from devices.choices import DeviceUpdatedStatus
 from devices.health import MSG_FLEET_NOT_SCHEDULED
 from devices.models import Device
 from devices.owners import fleet_name
+from devices.validation import validate_device_spec
 from fleets.models import Fleet, TemplateVersion
 from flightctl.api.annotations import TEMPLATE_VERSION
 from flightctl.api.conditions import get_condition, set_condition
 from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
+from flightctl.api.validation import Errors
 from flightctl.models import EventType
 from flightctl.templating import TemplateError, has_placeholders, render
 from repos.models import Repository
@@ -51,9 +53,38 @@ def _resolve(value, name: str, labels: dict):
     return value
 
 
+def _has_placeholders(value) -> bool:
+    if isinstance(value, str):
+        return has_placeholders(value)
+    if isinstance(value, list):
+        return any(_has_placeholders(item) for item in value)
+    if isinstance(value, dict):
+        if value.get("contentEncoding") == "base64" and isinstance(value.get("content"), str):
+            try:
+                if has_placeholders(base64.b64decode(value["content"]).decode()):
+                    return True
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        return any(_has_placeholders(v) for v in value.values())
+    return False
+
+
 def device_spec(template_spec: dict, device: Device) -> dict:
-    """The template resolved for one device; raises TemplateError (e.g. a missing label)."""
-    return _resolve(template_spec or {}, device.name, device.labels or {})
+    """The template resolved for one device; raises TemplateError (e.g. a missing label).
+
+    What the placeholders produced is validated as a device's own spec would be: a template
+    may not build what it could not write literally (``/etc/flightctl/./config.yaml`` from
+    ``{{ "." }}``, a path with ``//`` or ``..``, a malformed image reference). A template
+    without placeholders was validated as written and is not checked again per device.
+    """
+    template_spec = template_spec or {}
+    resolved = _resolve(template_spec, device.name, device.labels or {})
+    if _has_placeholders(template_spec):
+        errors = Errors()
+        validate_device_spec(resolved, errors, "spec")
+        if errors:
+            raise TemplateError("the rendered spec is invalid: " + "; ".join(errors))
+    return resolved
 
 
 def create_template_version(fleet: Fleet, fingerprint: str | None = None

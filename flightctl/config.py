@@ -131,6 +131,10 @@ class Config:
     # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
     resource_sync_ignore: list[str] = field(
         default_factory=lambda: ["/metadata/resourceVersion"])
+    # Hosts a Repository may send credentials to over plain http:// (repos/guards.py); any
+    # other host needs https. Loopback by default: that traffic never leaves the machine.
+    plain_http_credential_hosts: list[str] = field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
 
     @property
     def disconnected_timeout_seconds(self) -> float:

@@ -19,7 +19,9 @@ servers.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import ipaddress
 import os
 import socket
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 CA_LIFETIME = datetime.timedelta(days=3650)
@@ -274,6 +276,33 @@ def certificate_extension(cert: x509.Certificate, oid: ObjectIdentifier) -> str 
         return _read_asn1_string(value.value)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+#: X.509's upper bound on a common name (RFC 5280 ub-common-name); a longer one cannot be put
+#: into a certificate that clients accept.
+MAX_COMMON_NAME = 64
+
+
+def _minimal(value: int) -> bytes:
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+def _key_digest(public_key) -> bytes:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        numbers = public_key.public_numbers()
+        return hashlib.sha256(_minimal(numbers.x) + _minimal(numbers.y)).digest()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return hashlib.sha256(_minimal(public_key.public_numbers().n)).digest()
+    raise TypeError(f"unsupported public key type {type(public_key).__name__}")
+
+
+def device_fingerprints(public_key) -> tuple[str, str]:
+    """The names a device may take from its key: SHA-256 over X‖Y (each minimal big-endian)
+    of an EC key, or over the modulus of an RSA key, as lower-case unpadded base32hex (how
+    today's agents compute it, agent.md §2.1) or as hex (earlier agents, and the reference's
+    examples)."""
+    digest = _key_digest(public_key)
+    return base64.b32hexencode(digest).decode().rstrip("=").lower(), digest.hex()
 
 
 def common_name(cert_or_csr) -> str:

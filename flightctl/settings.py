@@ -89,6 +89,7 @@ MIDDLEWARE = [
     # with no separate web server to configure.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flightctl.api.middleware.ApiVersionMiddleware",
+    "flightctl.api.middleware.BadInputMiddleware",
     "flightctl.api.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,7 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["flightctl.api.rbac.RolePermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "flightctl.api.parsers.JSONParser",  # NUL, nesting and size refused (400/413)
         "flightctl.api.parsers.JSONPatchParser",
     ],
     "EXCEPTION_HANDLER": "flightctl.api.errors.exception_handler",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from repos import git
+from repos import git, guards
 from repos.choices import RepoType
 
 TIMEOUT = 30
@@ -77,7 +77,13 @@ def _describe(exc: requests.RequestException) -> str:
 
 
 def http_get(config: dict, url: str) -> requests.Response:
-    """GET ``url`` with ``config``'s credentials; AccessError unless it answers 2xx."""
+    """GET ``url`` with ``config``'s credentials; AccessError unless it answers 2xx (or the
+    rules of :mod:`repos.guards` forbid sending them there)."""
+    if guards.url_userinfo_problem(url):
+        raise AccessError(f"refusing to use the URL: it {guards.MSG_USERINFO}")
+    plain = guards.plain_http_problem({"type": "http", "url": url, "httpConfig": config})
+    if plain:
+        raise AccessError(f"refusing to use the repository: {plain[1]}")
     with http_options(config) as options:
         try:
             # A fresh session without environment proxies or netrc: the repository's own
@@ -165,7 +171,10 @@ def registry_get(spec: dict, path: str, *, method: str = "GET",
     """``method path`` on an OCI Repository's registry, answering its ``Basic`` or ``Bearer``
     challenge with the Repository's credentials the way container clients do; the registry's
     final response, whatever its status. AccessError when the registry cannot be reached or
-    cannot be authenticated to."""
+    cannot be authenticated to, or its credentials would go over plain HTTP."""
+    plain = guards.plain_http_problem(spec)
+    if plain:
+        raise AccessError(f"refusing to use the registry: {plain[1]}")
     auth = spec.get("ociAuth") or {}
     creds = (auth["username"], auth["password"]) if auth.get("username") else None
     tls = {"ca.crt": spec.get("ca.crt"),

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
+from repos import guards
 from repos.choices import MASK, SECRET_FIELDS
 
 PREFIX = "enc:v1:"
@@ -113,6 +114,8 @@ def mask(spec: dict) -> dict:
     masked = copy.deepcopy(spec or {})
     for _, part, key in _secret_slots(masked):
         part[key] = MASK
+    if "url" in masked:
+        masked["url"] = guards.mask_url(masked["url"])
     return masked
 
 

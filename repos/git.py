@@ -29,6 +29,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from repos import guards
+
 TIMEOUT = 60
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _USERINFO_RE = re.compile(r"(\w+://)[^/@\s]+@")
@@ -74,7 +76,17 @@ def known_hosts_file() -> str:
 
 @contextmanager
 def git_environment(spec: dict):
-    """Environment for running git against the repository ``spec`` (secrets in clear)."""
+    """Environment for running git against the repository ``spec`` (secrets in clear).
+
+    Refuses (GitError) a spec that breaks the rules of :mod:`repos.guards`, however it came to
+    be stored: its URL would put credentials on the command line, or its credentials would go
+    over plain HTTP."""
+    problem = guards.url_userinfo_problem(spec.get("url"))
+    if problem:
+        raise GitError(f"refusing to use the repository URL: it {problem}")
+    plain = guards.plain_http_problem(spec)
+    if plain:
+        raise GitError(f"refusing to use the repository: {plain[1]}")
     private = Path(tempfile.mkdtemp(prefix="fctl-git-"))
     os.chmod(private, 0o700)
     env = {

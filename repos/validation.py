@@ -11,6 +11,7 @@ import binascii
 import re
 
 from flightctl.api.validation import Errors
+from repos import guards
 from repos.choices import MASK, AccessMode, OciScheme, RepoType, ResourceSyncType
 
 HTTP_KEYS = ("username", "password", "tls.crt", "tls.key", "ca.crt", "skipServerVerification",
@@ -99,6 +100,9 @@ def _url(errors: Errors, path: str, value, *, git: bool) -> None:
         errors.required(path)
         return
     if value.startswith(_URL_SCHEMES[:2] if not git else _URL_SCHEMES):
+        problem = guards.url_userinfo_problem(value)
+        if problem:
+            errors.invalid(path, scrub_url(value), problem)
         return
     if git and _SCP_LIKE_RE.match(value):
         return
@@ -149,7 +153,8 @@ def _oci(errors: Errors, spec: dict) -> None:
                 errors.invalid(f"{path}.imageName", name, "must be 1 to 255 characters")
             elif name in names:
                 errors.duplicate(f"{path}.imageName", name)
-            names.add(name)
+            else:
+                names.add(name)
             tags = image.get("tags")
             if not isinstance(tags, list) or not tags:
                 errors.required(f"{path}.tags", "must have at least 1 item")
@@ -162,12 +167,20 @@ def _oci(errors: Errors, spec: dict) -> None:
                                    f"must match '{_TAG_RE.pattern}'")
 
 
+def scrub_url(url: str) -> str:
+    """``url`` without its userinfo, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    host_part, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host_part.rpartition('@')[2]}{slash}{path}"
+
+
 def validate_repository_spec(spec: dict, errors: Errors) -> None:
     kind = spec.get("type")
-    if kind not in RepoType.values:
+    if not isinstance(kind, str) or kind not in RepoType.values:
         errors.unsupported("spec.type", kind, RepoType.values)
         return
     _unknown(errors, "spec", spec, TOP_KEYS[RepoType(kind)])
+    _guard_plain_http(errors, spec)
     if kind == RepoType.OCI:
         _oci(errors, spec)
         return
@@ -181,6 +194,12 @@ def validate_repository_spec(spec: dict, errors: Errors) -> None:
     if kind == RepoType.HTTP:
         _string(errors, "spec.validationSuffix", spec.get("validationSuffix"),
                 "validationSuffix")
+
+
+def _guard_plain_http(errors: Errors, spec: dict) -> None:
+    problem = guards.plain_http_problem(spec)
+    if problem:
+        errors.forbidden(*problem)
 
 
 def validate_resource_sync_spec(spec: dict, errors: Errors) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from flightctl_agent import errors, fsutil
+from flightctl_agent import errors, files, fsutil
 from flightctl_agent.config import Paths
 from flightctl_agent.podman import AGENT_LABEL, APP_LABEL, Podman, instance_label
 
@@ -109,6 +109,8 @@ class AppManager:
             if kind not in ("container", "compose", "quadlet"):
                 raise errors.UpdateError("applications", f"unsupported appType {kind!r}",
                                          element=app_name(app), status_text=errors.INVALID)
+            for entry in app.get("inline") or []:
+                files.check_relative_path(entry.get("path"), "applications", app_name(app))
             if kind == "quadlet":
                 _validate_quadlet(app)
 
@@ -228,7 +230,7 @@ class AppManager:
         directory.mkdir(parents=True, mode=0o755)
         if app.get("inline"):
             for entry in app["inline"]:
-                fsutil.atomic_write(directory / entry["path"], _content(entry))
+                fsutil.atomic_write(_inline_target(directory, entry, name), _content(entry))
         elif app.get("image"):
             self._extract_image(app["image"], directory, name)
         if not any((directory / f).exists() for f in COMPOSE_FILES):
@@ -271,7 +273,7 @@ class AppManager:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o755)
         for entry in app.get("inline") or []:
-            fsutil.atomic_write(directory / entry["path"], _content(entry))
+            fsutil.atomic_write(_inline_target(directory, entry, name), _content(entry))
         env = "".join(f"{k}={v}\n" for k, v in (app.get("envVars") or {}).items())
         fsutil.atomic_write(directory / ".env", env)
 
@@ -308,6 +310,14 @@ def _compose_doc(entry: dict) -> dict:
     except (yaml.YAMLError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _inline_target(directory: Path, entry: dict, name: str) -> Path:
+    """Where an application's inline file goes: checked again right before writing, since a
+    path like ``../../etc/flightctl/config.yaml`` (or an absolute one, which ``/`` would
+    not join but replace) must never leave the application's directory."""
+    files.check_relative_path(entry.get("path"), "applications", name)
+    return directory / entry["path"]
 
 
 def _validate_quadlet(app: dict) -> None:

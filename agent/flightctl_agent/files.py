@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import grp
 import os
+import posixpath
 import pwd
 import stat
 from dataclasses import dataclass, field
@@ -35,10 +36,24 @@ class FileDiff:
         return self.created + self.updated + self.removed
 
 
+def is_normalized(path: str) -> bool:
+    """No ``.`` or ``..`` segment, no ``//``, no trailing ``/``: the path names one file and
+    means what it says, so comparing prefixes compares places (``/etc/flightctl/./config.yaml``
+    *is* the agent's config file)."""
+    return bool(path) and posixpath.normpath(path) == path and not path.startswith("//")
+
+
 def check_path(path: str) -> None:
-    if not path.startswith("/") or ":" in path:
+    """Refuse a device path the agent must not write. The path must be absolute and
+    normalized before any prefix is compared: the server checks this too, but the agent does
+    not trust it with its own configuration and keys."""
+    if not isinstance(path, str) or not path.startswith("/") or ":" in path:
         raise errors.UpdateError("config", "forbidden device path: must be absolute",
-                                 element=path, status_text=errors.INVALID)
+                                 element=str(path), status_text=errors.INVALID)
+    if not is_normalized(path) or "\0" in path:
+        raise errors.UpdateError("config", "forbidden device path: must be normalized "
+                                 "(no '.', '..' or empty segments)", element=path,
+                                 status_text=errors.INVALID)
     for root in FORBIDDEN_ROOTS:
         if path == root or path.startswith(root + "/"):
             raise errors.UpdateError("config", f'forbidden device path: writing under "{root}" '
@@ -46,6 +61,18 @@ def check_path(path: str) -> None:
     if path in FORBIDDEN_FILES:
         raise errors.UpdateError("config", "forbidden device path: writing agent config file "
                                  "is not allowed", element=path, status_text=errors.INVALID)
+
+
+def check_relative_path(path, section: str, element: str) -> None:
+    """A file inside an application's directory: relative, normalized (a leading ``./`` is
+    fine), never leaving the directory."""
+    rest = path[2:] if isinstance(path, str) and path.startswith("./") else path
+    if (not isinstance(rest, str) or rest in (".", "") or rest.startswith("/")
+            or not is_normalized(rest)
+            or rest.split("/", 1)[0] == ".." or "\0" in rest):
+        raise errors.UpdateError(section, f"invalid application file path {path!r}: must be "
+                                 "relative and normalized, inside the application",
+                                 element=element, status_text=errors.INVALID)
 
 
 def decode(entry: dict) -> bytes:

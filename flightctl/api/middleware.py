@@ -1,10 +1,12 @@
-"""Request/response rules every API path shares: version negotiation and security headers."""
+"""Request/response rules every API path shares: version negotiation, input refused before
+any view (flightctl.api.parsers) and security headers."""
 
 from __future__ import annotations
 
 from django.http import JsonResponse
 
-from flightctl.api.errors import status_body
+from flightctl.api.errors import status_body, status_response
+from flightctl.api.parsers import request_refusal
 
 SUPPORTED_VERSIONS = ("v1beta1",)
 VERSION_HEADER = "Flightctl-API-Version"
@@ -39,6 +41,22 @@ class ApiVersionMiddleware:
         response[VERSION_HEADER] = SUPPORTED_VERSIONS[0]
         response["Vary"] = VERSION_HEADER
         return response
+
+
+class BadInputMiddleware:
+    """A NUL in the path or query, or a declared body over the limit: 400/413 before any
+    view reads a byte (see :func:`flightctl.api.parsers.request_refusal`)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            refusal = request_refusal(request.path, request.META.get("QUERY_STRING", ""),
+                                      request.META.get("CONTENT_LENGTH"))
+            if refusal is not None:
+                return status_response(refusal.status_code, refusal.message)
+        return self.get_response(request)
 
 
 class SecurityHeadersMiddleware:

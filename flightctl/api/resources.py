@@ -97,12 +97,18 @@ def apply_json_patch(document: dict, operations) -> dict:
     if not isinstance(operations, list) or not operations:
         raise bad_request("API Error: a JSON Patch must be a non-empty array of operations")
     for op in operations:
-        if not isinstance(op, dict) or op.get("op") not in PATCH_OPS or "path" not in op:
+        # Type-checked before looking anything up: ``op`` or ``path`` may be any JSON value.
+        if (not isinstance(op, dict) or not isinstance(op.get("op"), str)
+                or op["op"] not in PATCH_OPS or not isinstance(op.get("path"), str)
+                or ("from" in op and not isinstance(op["from"], str))):
             raise bad_request(f"API Error: unsupported patch operation {op!r}")
     try:
-        return jsonpatch.JsonPatch(operations).apply(copy.deepcopy(document))
+        patched = jsonpatch.JsonPatch(operations).apply(copy.deepcopy(document))
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise bad_request(f"API Error: unable to apply patch: {exc}")
+    if not isinstance(patched, dict):  # e.g. {"op": "replace", "path": "", "value": 1}
+        raise bad_request("API Error: the patched document must be an object")
+    return patched
 
 
 class ResourceViewSet(viewsets.ViewSet):

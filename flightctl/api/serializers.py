@@ -13,6 +13,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from flightctl.api.errors import API_VERSION, MSG_NAME_MISMATCH, bad_request
+from flightctl.api.parsers import document_problem
 from flightctl.api.validation import Errors
 
 ACCEPTED_API_VERSIONS = ("", "v1beta1", API_VERSION)
@@ -98,6 +99,11 @@ class ResourceSerializer:
         """Check the envelope and spec of a create/replace body; raise a 400 on any problem."""
         if not isinstance(data, dict):
             raise bad_request("API Error: request body must be a JSON object")
+        # Again here, not only in the HTTP parser: documents also come from git (ResourceSync)
+        # and the web console, and none may carry what PostgreSQL cannot store.
+        problem = document_problem(data)
+        if problem:
+            raise bad_request(problem)
         errors = Errors()
         api_version = data.get("apiVersion") or ""
         if api_version not in ACCEPTED_API_VERSIONS:
@@ -123,6 +129,8 @@ class ResourceSerializer:
         if for_status:
             if self.status_required and not isinstance(status, dict):
                 errors.required("status")
+            elif status is not None and not isinstance(status, dict):
+                errors.invalid("status", status, "must be an object")
             elif status is not None:
                 self.validate_status(status, errors)
         elif spec is None:

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from flightctl.api.errors import bad_request, not_found
 from flightctl.api.resources import ResourceViewSet, resolve_org
 from flightctl.api.serializers import Incoming
-from repos import access, crypto, sync
+from repos import access, crypto, guards, sync
 from repos.api.serializers import RepositorySerializer, ResourceSyncSerializer
 from repos.choices import RepoType
 from repos.filtersets import REPOSITORY_FIELDS, RESOURCE_SYNC_FIELDS
@@ -27,6 +27,9 @@ class RepositoryViewSet(ResourceViewSet):
         return {"conditions": []}
 
     def _sealed(self, spec: dict, stored: dict | None) -> dict:
+        refusal = guards.destination_change(stored, spec)
+        if refusal:
+            raise bad_request(refusal)
         sealed = crypto.seal(spec, stored)
         if crypto.has_mask(sealed):
             raise bad_request(f'spec: Invalid value: "{crypto.MASK}": there is no stored '

@@ -15,26 +15,31 @@ from cryptography.x509.oid import NameOID
 from tests.cli.conftest import FLIGHTCTL, table
 
 
-def csr_pem(common_name: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
+def csr_pem(common_name: str, key=None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
     request = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                .sign(key, hashes.SHA256()))
     return request.public_bytes(serialization.Encoding.PEM)
 
 
-def enrollment_request(name: str, labels: dict | None = None) -> dict:
-    spec = {"csr": csr_pem(name).decode()}
+def enrollment_request(labels: dict | None = None) -> tuple[str, dict]:
+    """A new key's request, named after the key as an agent names it: ``(name, manifest)``."""
+    from flightctl import pki
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = pki.device_fingerprints(key.public_key())[0]
+    spec = {"csr": csr_pem(name, key).decode()}
     if labels:
         spec["labels"] = labels
-    return {"apiVersion": "flightctl.io/v1beta1", "kind": "EnrollmentRequest",
-            "metadata": {"name": name}, "spec": spec}
+    return name, {"apiVersion": "flightctl.io/v1beta1", "kind": "EnrollmentRequest",
+                  "metadata": {"name": name}, "spec": spec}
 
 
 def test_approve_an_enrollment_request_with_labels(server, cli, tmp_path):
-    name = "cli-er-labels"
+    name, request = enrollment_request({"proposed": "y"})
     manifest = tmp_path / "er.yaml"
-    manifest.write_text(yaml.safe_dump(enrollment_request(name, {"proposed": "y"})))
+    manifest.write_text(yaml.safe_dump(request))
     cli.ok("apply", "-f", manifest)
     out = cli.ok("approve", f"er/{name}", "-l", "region=eu", "-l", "tier=gold")
     assert "approved" in out
@@ -51,22 +56,24 @@ def test_approve_an_enrollment_request_with_labels(server, cli, tmp_path):
     assert again.code != 0 and len(again.err.strip().splitlines()) == 1
 
     # --replace-labels: only the approval's labels, not the ones the agent proposed.
-    manifest.write_text(yaml.safe_dump(enrollment_request("cli-er-replace", {"proposed": "y"})))
+    replace, request = enrollment_request({"proposed": "y"})
+    manifest.write_text(yaml.safe_dump(request))
     cli.ok("apply", "-f", manifest)
-    cli.ok("approve", "enrollmentrequest/cli-er-replace", "-l", "only=this", "--replace-labels")
-    labels = server.api("GET", "devices/cli-er-replace").json()["metadata"]["labels"]
+    cli.ok("approve", f"enrollmentrequest/{replace}", "-l", "only=this", "--replace-labels")
+    labels = server.api("GET", f"devices/{replace}").json()["metadata"]["labels"]
     assert labels == {"only": "this"}
 
-    cli.ok("delete", "devices", name, "cli-er-replace")
-    cli.ok("delete", "er", name, "cli-er-replace")
+    cli.ok("delete", "devices", name, replace)
+    cli.ok("delete", "er", name, replace)
 
 
 def test_approve_what_get_o_name_lists(server, cli, tmp_path):
     """``-o name`` prints kind/name lines, which approve takes as they are, in a real shell."""
-    names = ["cli-er-shell-a", "cli-er-shell-b"]
-    for name in names:
+    requests = sorted(enrollment_request() for _ in range(2))
+    names = [name for name, _ in requests]
+    for name, request in requests:
         manifest = tmp_path / f"{name}.yaml"
-        manifest.write_text(yaml.safe_dump(enrollment_request(name)))
+        manifest.write_text(yaml.safe_dump(request))
         cli.ok("apply", "-f", manifest)
     listing = f"--field-selector 'metadata.name in ({','.join(names)})'"
     assert cli.ok("get", "er", "--field-selector", f"metadata.name in ({','.join(names)})",
