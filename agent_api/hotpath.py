@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agent_api import db as agent_db
-from agent_api.listener import listener
+from agent_api.listener import DRAIN, listener
 from agent_api.middleware import authenticate, response_headers
 from agent_api.views import org_of, parse_json, require_device, store_status
 from devices.api.serializers import load_rendered_body
@@ -212,12 +212,12 @@ async def rendered(scope, name: str) -> Answer:
             if known is None or version != known:
                 return await _rendered_answer(org, name)
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or listener.draining:
                 return 204, None, {}
             # A client that goes away meanwhile is not watched for: its waiter ends at the
             # next render or the deadline, and uvicorn drops a response to a closed connection.
             done, _ = await asyncio.wait({waiter}, timeout=remaining)
-            if not done:
+            if not done or waiter.result() == DRAIN:
                 return 204, None, {}
             announced = _version(waiter.result())
         finally:

@@ -52,6 +52,15 @@ class ClientCertificateProtocol(_base_protocol()):
         # certificate into another connection's requests.
         self.app_state = {**self.app_state, PEERCERT_KEY: der}
 
+    def shutdown(self) -> None:
+        """uvicorn's stop, once it no longer accepts: answer every waiting long-poll now (204)
+        rather than let the graceful shutdown wait out their two minutes; uvicorn then closes
+        each connection after its response."""
+        from agent_api.listener import listener
+
+        listener.drain()
+        super().shutdown()
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agent_api",
@@ -93,4 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=args.log_level == "debug",
         backlog=4096,
         timeout_keep_alive=150,  # longer than a long-poll, so agents keep their connection
+        # Long-polls are answered at once on a stop (ClientCertificateProtocol.shutdown); what
+        # is left is status writes of a few milliseconds each.
+        timeout_graceful_shutdown=5,
     )
