@@ -36,6 +36,7 @@ from agent_api.views import org_of, parse_json, require_device, store_status
 from devices.api.serializers import load_rendered_body
 from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
+from flightctl.api import outage
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.config import parse_duration
 from flightctl.threads import in_thread as _in_thread
@@ -70,9 +71,14 @@ class AgentApplication:
 async def _respond(send, answering) -> None:
     try:
         code, body, extra = await answering
-    except Exception:  # what Django's handler500 would have made of it
-        log.exception("agent API request failed")
-        code, body, extra = 500, status_body(500, "internal error"), {}
+    except Exception as exc:
+        if outage.is_outage(exc):  # PostgreSQL restarting: the device retries later
+            log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc)
+                        else type(exc).__name__)
+            code, body, extra = outage.unavailable()
+        else:  # what Django's handler500 would have made of it
+            log.exception("agent API request failed")
+            code, body, extra = 500, status_body(500, "internal error"), {}
     headers = [(k.encode(), v.encode()) for k, v in {**response_headers(), **extra}.items()]
     payload = b""
     if body is not None:

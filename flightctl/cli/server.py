@@ -341,9 +341,8 @@ def _serve(config, lock: RunLock) -> int:
 
         install_schedule()  # periodic jobs: seed their chains and the watchdog schedule
         supervisor = Supervisor(config.data_dir, lambda text: click.echo(text, err=True), lock)
-        supervisor.spawn("api", user_api_command(config, cert_file, key_file))
-        # Stopped after the APIs, whose requests may still enqueue tasks while they drain.
-        supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"], phase=1)
+        # Devices first: on a restart, their agent API competes with the other children for
+        # the CPU while every one of them imports Django.
         agent_host, agent_port = parse_address(config.agent_address)
         supervisor.spawn("agent-api", [
             sys.executable, "-m", "agent_api", "--host", agent_host,
@@ -355,6 +354,9 @@ def _serve(config, lock: RunLock) -> int:
             # arenas (8 per core), which kept freed memory of thousands of requests resident.
             "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
         })
+        supervisor.spawn("api", user_api_command(config, cert_file, key_file))
+        # Stopped after the APIs, whose requests may still enqueue tasks while they drain.
+        supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"], phase=1)
         click.echo(f"Flight Control API on {config.user_api_url()} "
                    f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'}), agent API on "
                    f"{config.agent_api_url()}", err=True)
