@@ -9,11 +9,6 @@ import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agent_api.settings")
 
-from flightctl.supervision import workers_die_with_master  # noqa: E402
-
-# uvicorn's workers are not stopped with a killed master: each asks the kernel for a signal.
-workers_die_with_master()
-
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()  # sets Django up: import the models after this

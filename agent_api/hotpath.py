@@ -80,6 +80,10 @@ async def _respond(send, answering) -> None:
             log.exception("agent API request failed")
             code, body, extra = 500, status_body(500, "internal error"), {}
     headers = [(k.encode(), v.encode()) for k, v in {**response_headers(), **extra}.items()]
+    if listener.draining:
+        # Stopping: the device's next call goes to a new connection, to a process that
+        # accepts (the drain may answer before uvicorn has marked its connections closing).
+        headers.append((b"connection", b"close"))
     payload = b""
     if body is not None:
         payload = json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False).encode()
@@ -171,6 +175,9 @@ async def rendered(scope, name: str) -> Answer:
         return refusal
     if scope["method"] != "GET":
         return 405, status_body(405, f'Method "{scope["method"]}" not allowed.'), {}
+    if listener.draining:  # this process is stopping: come back to the next one
+        return 503, status_body(503, "the server is stopping; retry later"), {
+            "Retry-After": outage.retry_after()}
     try:
         require_device(peer, name)
         raw = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get(

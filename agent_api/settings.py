@@ -22,7 +22,9 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}),
-    "pool": {"min_size": 2, "max_size": 8, "timeout": 30},
+    # A request waits at most 10 s for one: after a database restart the pool reconnects with
+    # a growing delay, and a device is better told 503 and when to retry (docs/reliability.md).
+    "pool": {"min_size": 2, "max_size": 8, "timeout": 10},
 }
 # The admin app stays installed (shared models) but is not routed on this port.
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]

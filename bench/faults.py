@@ -284,7 +284,7 @@ class FaultRun:
             return set(), None
         raise ValueError(fault)
 
-    def probe_user_api(self, tries: int = 5) -> list[list]:
+    def probe_user_api(self, tries: int = 8) -> list[list]:
         """What the user API answers while the database is down: [code, Retry-After, kind]."""
         answers = []
         for _ in range(tries):
@@ -399,7 +399,7 @@ def _parent(pid: int) -> int:
         return -1
 
 
-def main(argv=None) -> int:
+def arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=200)
@@ -412,7 +412,11 @@ def main(argv=None) -> int:
     parser.add_argument("--enroll-timeout", type=float, default=300)
     parser.add_argument("--work-dir")
     parser.add_argument("--output", help="also write the JSON report here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
     from flightctl_agent.simulator.run import raise_file_limit
 
     raise_file_limit()

@@ -19,7 +19,7 @@ from django.http import JsonResponse
 from flightctl.api.errors import status_body
 
 #: the range (seconds) Retry-After is drawn from
-RETRY_AFTER_SECONDS = (2, 10)
+RETRY_AFTER_SECONDS = (1, 6)
 MESSAGE = "the database is unavailable; retry later"
 
 
