@@ -19,7 +19,10 @@ MIDDLEWARE = ["agent_api.middleware.AgentMiddleware"]
 # beyond it wait for a connection rather than fanning out into more PostgreSQL backends than
 # the machine has cores to run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+# With a pool, a health check is one empty round trip when a connection is handed out: after
+# a database restart each pooled connection is found broken there and replaced, instead of
+# failing the request it was handed to, seconds or minutes later (docs/reliability.md).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}),
     # A request waits at most 10 s for one: after a database restart the pool reconnects with
