@@ -34,6 +34,7 @@ import psycopg
 import requests
 
 from bench import procs, waiting
+from bench.run import write_report
 
 BIN = Path(sys.executable).parent
 FAULTS = ("kill-serve", "kill-agent-api-master", "kill-agent-api-worker", "kill-task-cluster",
@@ -377,13 +378,8 @@ class FaultRun:
 
     def stop(self) -> None:
         for process in (self.simulator, self.serve):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            if process is not None:
+                procs.stop(process, 60)
         if getattr(self, "db", None) is not None:
             self.db.stop()
 
@@ -429,10 +425,7 @@ def main(argv=None) -> int:
                         "work_dir": str(run.work)}, 1
     finally:
         run.stop()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    write_report(report, args.output)
     return code
 
 

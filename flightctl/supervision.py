@@ -217,6 +217,8 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.stopping = False
         self.on_parent_death = parent_death_signal()
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None,
               phase: int = 0) -> None:
@@ -240,9 +242,13 @@ class Supervisor:
     def stop(self, *_signal) -> None:
         self.stopping = True
 
+    def wait_for(self, ready, timeout: float) -> None:
+        """Wait until ``ready()``, a signal to stop or ``timeout`` seconds, whichever first."""
+        deadline = time.monotonic() + timeout
+        while not self.stopping and time.monotonic() < deadline and not ready():
+            time.sleep(0.05)
+
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
         code = 0
         while not self.stopping:
             for child in self.children.values():

@@ -13,6 +13,7 @@ children die with it and the next ``serve`` kills any straggler before it binds 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -323,6 +324,16 @@ def serve(data_dir, address, agent_address, workers, log_level):
     sys.exit(code)
 
 
+def _accepts(address: str) -> bool:
+    host, port = parse_address(address)
+    try:
+        socket.create_connection((host if host not in ("0.0.0.0", "::", "") else "127.0.0.1",
+                                  port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def _serve(config, lock: RunLock) -> int:
     """Prepare the database, run the children until a signal, stop them; the exit code."""
     servers_level = server_log_level(config.log_level)
@@ -355,7 +366,12 @@ def _serve(config, lock: RunLock) -> int:
             "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
         })
         supervisor.spawn("api", user_api_command(config, cert_file, key_file))
-        # Stopped after the APIs, whose requests may still enqueue tasks while they drain.
+        # The task cluster once both APIs answer (10 s at most): a restart after a crash is
+        # what devices and users wait for, and four processes importing Django at once on a
+        # small machine took a second or two longer each. It is stopped after the APIs,
+        # whose requests may still enqueue tasks while they drain.
+        supervisor.wait_for(lambda: _accepts(config.address) and _accepts(config.agent_address),
+                            10)
         supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"], phase=1)
         click.echo(f"Flight Control API on {config.user_api_url()} "
                    f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'}), agent API on "
