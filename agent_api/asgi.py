@@ -25,6 +25,13 @@ from devices.services import last_seen_buffer  # noqa: E402
 
 last_seen_buffer.run_flusher()
 
+# After a database restart the connection pool retried with a doubling delay (1, 2, 4, 8 s):
+# requests waited out the pool's timeout and devices reported 10-15 s late. Every second
+# instead; an attempt against a database that is not there costs a refused connection.
+from psycopg_pool.base import AttemptWithBackoff  # noqa: E402
+
+AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
 # What is loaded by now (Django, the models, the URL map: ~90,000 objects) lives as long as the
 # process: frozen, the collector's full collections, which stop the whole process, stop walking
 # it (docs/scale.md). The young generations keep CPython's thresholds: larger ones made each

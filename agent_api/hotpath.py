@@ -30,12 +30,13 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agent_api import db as agent_db
-from agent_api.listener import listener
+from agent_api.listener import DRAIN, listener
 from agent_api.middleware import authenticate, response_headers
 from agent_api.views import org_of, parse_json, require_device, store_status
 from devices.api.serializers import load_rendered_body
 from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
+from flightctl.api import outage
 from flightctl.api.errors import ApiError, bad_request, status_body
 from flightctl.api.parsers import request_refusal
 from flightctl.config import parse_duration
@@ -79,10 +80,19 @@ async def _answer_now(answer: Answer) -> Answer:
 async def _respond(send, answering) -> None:
     try:
         code, body, extra = await answering
-    except Exception:  # what Django's handler500 would have made of it
-        log.exception("agent API request failed")
-        code, body, extra = 500, status_body(500, "internal error"), {}
+    except Exception as exc:
+        if outage.is_outage(exc):  # PostgreSQL restarting: the device retries later
+            log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc)
+                        else type(exc).__name__)
+            code, body, extra = outage.unavailable()
+        else:  # what Django's handler500 would have made of it
+            log.exception("agent API request failed")
+            code, body, extra = 500, status_body(500, "internal error"), {}
     headers = [(k.encode(), v.encode()) for k, v in {**response_headers(), **extra}.items()]
+    if listener.draining:
+        # Stopping: the device's next call goes to a new connection, to a process that
+        # accepts (the drain may answer before uvicorn has marked its connections closing).
+        headers.append((b"connection", b"close"))
     payload = b""
     if body is not None:
         payload = json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False).encode()
@@ -174,6 +184,9 @@ async def rendered(scope, name: str) -> Answer:
         return refusal
     if scope["method"] != "GET":
         return 405, status_body(405, f'Method "{scope["method"]}" not allowed.'), {}
+    if listener.draining:  # this process is stopping: come back to the next one
+        return 503, status_body(503, "the server is stopping; retry later"), {
+            "Retry-After": outage.retry_after()}
     try:
         require_device(peer, name)
         raw = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get(
@@ -221,12 +234,12 @@ async def rendered(scope, name: str) -> Answer:
             if known is None or version != known:
                 return await _rendered_answer(org, name)
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or listener.draining:
                 return 204, None, {}
             # A client that goes away meanwhile is not watched for: its waiter ends at the
             # next render or the deadline, and uvicorn drops a response to a closed connection.
             done, _ = await asyncio.wait({waiter}, timeout=remaining)
-            if not done:
+            if not done or waiter.result() == DRAIN:
                 return 204, None, {}
             announced = _version(waiter.result())
         finally:

@@ -7,7 +7,12 @@ arrives only after the new spec is committed; the listener wakes the futures of 
 Notifications sent while the listener was not (yet) connected are lost, so every
 (re)connection wakes *all* waiters, which re-read their device and go back to waiting if
 nothing changed. Waiters therefore subscribe before they read the device: whatever happens
-after the read either reaches them as a notification or as that wake-up.
+after the read either reaches them as a notification or as that wake-up. A lost connection
+(PostgreSQL restarting) wakes nobody: the waiters keep waiting, and are woken when the listener
+is back, rather than all failing at once against a database that is not there.
+
+On a stop the process :meth:`drains <RenderListener.drain>`: every waiter is woken with
+:data:`DRAIN` and answers 204 at once, and so does every long-poll that arrives after.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from psycopg.conninfo import make_conninfo
 from devices.bulk import RENDER_CHANNEL
 
 log = logging.getLogger(__name__)
+#: what a waiter is woken with when the process stops
+DRAIN = "drain"
 
 
 def _conninfo() -> str:
@@ -40,6 +47,13 @@ class RenderListener:
     def __init__(self):
         self.waiters: dict[str, set[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
+        self.draining = False
+
+    def drain(self) -> None:
+        """The process is stopping: wake every waiter with DRAIN (from the event loop)."""
+        self.draining = True
+        for futures in list(self.waiters.values()):
+            self._wake(futures, DRAIN)
 
     @staticmethod
     def key(org_id, name: str) -> str:
@@ -91,7 +105,6 @@ class RenderListener:
             except Exception as exc:  # noqa: BLE001 - keep listening whatever happened
                 log.warning("render listener lost its connection (%s); reconnecting in %.1fs",
                             exc, delay)
-                self._wake_all()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 

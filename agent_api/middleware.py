@@ -12,6 +12,7 @@ from cryptography import x509
 from agent_api.server import PEERCERT_KEY
 from enrollment.signers import Peer, public_key_der
 from flightctl import pki
+from flightctl.api import outage
 from flightctl.api.errors import status_body, status_response
 from flightctl.api.middleware import SUPPORTED_VERSIONS, VERSION_HEADER
 from flightctl.api.parsers import request_refusal
@@ -88,6 +89,14 @@ class AgentMiddleware:
     async def _acall(self, request):
         refusal = self._refuse(request)
         return self._finish(refusal or await self.get_response(request))
+
+    @staticmethod
+    def process_exception(request, exception):
+        """A database outage answers 503 with Retry-After (flightctl.api.outage); Django's
+        handler500 cannot tell one here, where it runs in another thread than the view."""
+        if outage.is_outage(exception):
+            return outage.unavailable_response()
+        return None
 
     @staticmethod
     def _refuse(request):

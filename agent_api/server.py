@@ -10,10 +10,19 @@ in the per-connection copy of ``app_state``, which uvicorn copies into every req
 from __future__ import annotations
 
 import argparse
+import logging
+import multiprocessing
 import os
+import signal
+import socket
 import ssl
+import sys
+import threading
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from flightctl.supervision import die_with_parent
 
 PEERCERT_KEY = "flightctl.peercert"
 
@@ -53,6 +62,70 @@ class ClientCertificateProtocol(_base_protocol()):
         self.app_state = {**self.app_state, PEERCERT_KEY: der}
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which answers every waiting long-poll (204) as soon as it stops
+    accepting, rather than let its graceful shutdown wait out their two minutes; each
+    connection is closed after its response, and what is left is status writes of a few
+    milliseconds each."""
+
+    async def shutdown(self, sockets=None) -> None:
+        from agent_api.listener import listener  # loaded with the application
+
+        # Not accepting first: a device answered now must reconnect to another process.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        listener.drain()
+        await super().shutdown(sockets)
+
+
+def _worker(config: uvicorn.Config, sockets: list[socket.socket], master: int) -> None:
+    """One worker process (spawned): it dies with its master, whatever kills the master."""
+    die_with_parent(master)
+    config.configure_logging()
+    DrainingServer(config).run(sockets)
+
+
+def _run_workers(config: uvicorn.Config, count: int) -> int:
+    """The master of ``count`` worker processes accepting on one socket: restarts a worker
+    that dies, stops them all (each draining) on SIGTERM/SIGINT. uvicorn's own multi-process
+    supervisor runs its own server class in the workers, which could not drain."""
+    sock = config.bind_socket()
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    def start():
+        process = context.Process(target=_worker, args=(config, [sock], os.getpid()))
+        process.start()
+        return process
+
+    workers, code = [start() for _ in range(count)], 0
+    while not stopping.wait(0.2):
+        for index, process in enumerate(workers):
+            if process.is_alive():
+                continue
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:  # the same on every restart: give up
+                logging.getLogger("uvicorn.error").error("agent API worker failed to start")
+                stopping.set()
+                code = 1
+                break
+            workers[index] = start()
+    sock.close()  # no backlog of connections nobody will accept
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(15)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return code
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agent_api",
                                      description="Flight Control agent API (mutual TLS)")
@@ -75,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    uvicorn.run(
+    config = uvicorn.Config(
         "agent_api.asgi:application",
         host=args.host,
         port=args.port,
@@ -85,12 +158,16 @@ def main(argv: list[str] | None = None) -> None:
         ssl_keyfile=args.keyfile,
         ssl_ca_certs=args.ca_certs,
         ssl_cert_reqs=ssl.CERT_REQUIRED,
-        # With more than one, uvicorn binds the socket once and starts that many processes
-        # accepting on it; each has its own render listener and last-seen flusher.
-        workers=args.workers,
         lifespan="off",
         log_level=args.log_level,
         access_log=args.log_level == "debug",
         backlog=4096,
         timeout_keep_alive=150,  # longer than a long-poll, so agents keep their connection
+        timeout_graceful_shutdown=5,  # long-polls are answered at once (DrainingServer)
     )
+    if args.workers <= 1:
+        DrainingServer(config).run()
+        return
+    # With more than one, the socket is bound once and that many processes accept on it;
+    # each has its own render listener and last-seen flusher.
+    sys.exit(_run_workers(config, args.workers))

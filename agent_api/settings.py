@@ -19,10 +19,15 @@ MIDDLEWARE = ["agent_api.middleware.AgentMiddleware"]
 # beyond it wait for a connection rather than fanning out into more PostgreSQL backends than
 # the machine has cores to run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+# With a pool, a health check is one empty round trip when a connection is handed out: after
+# a database restart each pooled connection is found broken there and replaced, instead of
+# failing the request it was handed to, seconds or minutes later (docs/reliability.md).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}),
-    "pool": {"min_size": 2, "max_size": 8, "timeout": 30},
+    # A request waits at most 10 s for one: after a database restart the pool reconnects with
+    # a growing delay, and a device is better told 503 and when to retry (docs/reliability.md).
+    "pool": {"min_size": 2, "max_size": 8, "timeout": 10},
 }
 # The admin app stays installed (shared models) but is not routed on this port.
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]

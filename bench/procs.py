@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,3 +62,15 @@ def command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def stop(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM ``process`` (leader of a session of its own); SIGKILL its whole group if it is
+    not gone within ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -394,11 +394,16 @@ def main(argv=None) -> int:
         if getattr(bench, "db", None) is not None:
             bench.db.stop()
     report["work_dir"] = str(bench.work)
+    write_report(report, args.output)
+    return code
+
+
+def write_report(report: dict, output: str | None) -> None:
+    """Print the JSON report, and write it to ``output`` too when given."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    return code
+    if output:
+        Path(output).write_text(text + "\n")
 
 
 if __name__ == "__main__":

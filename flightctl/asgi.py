@@ -10,6 +10,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flightctl.settings")
 
+from flightctl.supervision import workers_die_with_master  # noqa: E402
+
+# uvicorn's workers are not stopped with a killed master: each asks the kernel for a signal.
+workers_die_with_master()
+
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402

@@ -83,18 +83,24 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.server is not None:
+            # Again: a process killed just before this one started was still exiting then.
+            self._forget_dead_handles()
             self.server.cleanup()
             self.server = None
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def with_database(url: str, database: str) -> str:

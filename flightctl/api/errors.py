@@ -8,6 +8,7 @@ middleware refusals — goes through :func:`status_body`.
 from __future__ import annotations
 
 import logging
+import sys
 from http import HTTPStatus
 
 from django.http import Http404, JsonResponse
@@ -99,6 +100,11 @@ def exception_handler(exc, context):
         return status_response(405, str(exc.detail))
     if isinstance(exc, exceptions.APIException):
         return status_response(exc.status_code, _flatten(exc.detail))
+    from flightctl.api import outage  # imports this module
+
+    if outage.is_outage(exc):
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return outage.unavailable_response()
     log.exception("unhandled error in %s", context.get("view").__class__.__name__)
     return status_response(500, "internal error")
 
@@ -108,4 +114,9 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    # Django calls this while handling the exception (in the thread that raised it).
+    from flightctl.api import outage
+
+    if outage.is_outage(sys.exc_info()[1]):
+        return outage.unavailable_response()
     return status_response(500, "internal error")

@@ -3,32 +3,30 @@
 ``serve`` is one supervising process: it prepares the database (embedded by default), applies
 migrations, then runs the user API and the agent API (each under uvicorn) and the
 django-q2 task cluster as children, and stops them all — and the embedded PostgreSQL — on
-SIGTERM or SIGINT. If a child dies, the others are stopped and ``serve`` exits non-zero so a
-service manager restarts the whole set; if ``serve`` itself is killed, the kernel sends each
-child SIGTERM (Linux parent-death signal), so none outlives it.
+SIGTERM or SIGINT: the APIs first (waiting long-polls are answered at once), then the task
+cluster, PostgreSQL last. A child that dies is restarted; one that keeps dying stops the set and
+``serve`` exits non-zero so a service manager restarts it. If ``serve`` itself is killed, its
+children die with it and the next ``serve`` kills any straggler before it binds a port
+(flightctl/supervision.py).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import signal
-import subprocess
+import socket
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from flightctl.config import LOG_LEVELS, ConfigError, load, parse_address
+from flightctl.supervision import AlreadyRunning, RunLock, Supervisor
 
 # Django, the models and the heavier modules are imported inside the commands that use them:
 # Django can be set up only once the configuration is loaded and the database is there, and
 # `--help` or `check-config` stay fast.
 EXIT_CONFIG = 2
-PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def _fail(message: str, code: int = 1):
@@ -276,69 +274,6 @@ def _bootstrap_admin_token(config) -> None:
                f"  {token}", err=True)
 
 
-def _parent_death_signal():
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies, or None
-    where prctl is not available. libc is resolved here, before any fork: the function that
-    runs in the child only makes the system call."""
-    try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_signal():
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-    return set_signal
-
-
-class Supervisor:
-    """Runs the child processes and tears them down together."""
-
-    def __init__(self):
-        self.children: dict[str, subprocess.Popen] = {}
-        self.stopping = False
-        self.on_parent_death = _parent_death_signal()
-
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
-        # Each child in a session of its own: a terminal's Ctrl-C (or a group-wide SIGTERM)
-        # reaches only this supervisor, which stops each child through its main process.
-        # django-q's cluster hangs when its sentinel and workers are signalled directly along
-        # with its main process (they run the stop handler each), and was SIGKILLed after the
-        # grace period every time `make run` was interrupted.
-        self.children[name] = subprocess.Popen(argv, env={**os.environ, **(env or {})},
-                                               start_new_session=True,
-                                               preexec_fn=self.on_parent_death)
-
-    def stop(self, *_signal) -> None:
-        self.stopping = True
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        code = 0
-        while not self.stopping:
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    click.echo(f"{name} exited with {child.returncode}; stopping", err=True)
-                    self.stopping, code = True, 1
-                    break
-            time.sleep(0.2)
-        self.terminate()
-        return code
-
-    def terminate(self, grace: float = 20.0) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in self.children.values():
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
 def user_api_command(config, cert_file, key_file) -> list[str]:
     """The command line of the user API server: uvicorn running flightctl.asgi (Django
     behind a thread pool, and the WebSocket routes) on ``config.address`` with TLS, in
@@ -349,7 +284,8 @@ def user_api_command(config, cert_file, key_file) -> list[str]:
             "--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file),
             "--workers", str(config.workers), "--ws", "websockets-sansio", "--lifespan", "off",
             "--log-level", server_log_level(config.log_level),
-            "--timeout-graceful-shutdown", "15"]
+            # A stop must end within seconds: a console WebSocket does not hold it up longer.
+            "--timeout-graceful-shutdown", "3"]
     if config.log_level != "debug":
         argv.append("--no-access-log")
     return argv
@@ -372,6 +308,34 @@ def serve(data_dir, address, agent_address, workers, log_level):
     """Run the API servers and the task workers until SIGTERM/SIGINT."""
     config = _load_config(data_dir, address=address, agent_address=agent_address,
                           workers=workers, log_level=log_level)
+    lock = RunLock(config.data_dir)
+    try:
+        # Before the database: a second serve is refused without touching (or stopping) the
+        # database the first one runs on, and a killed one's stragglers free their ports.
+        killed = lock.acquire()
+    except AlreadyRunning as exc:
+        _fail(str(exc))
+    if killed:
+        click.echo(f"Stopped {len(killed)} processes a previous serve left behind", err=True)
+    try:
+        code = _serve(config, lock)
+    finally:
+        lock.release()  # after the database has stopped
+    sys.exit(code)
+
+
+def _accepts(address: str) -> bool:
+    host, port = parse_address(address)
+    try:
+        socket.create_connection((host if host not in ("0.0.0.0", "::", "") else "127.0.0.1",
+                                  port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _serve(config, lock: RunLock) -> int:
+    """Prepare the database, run the children until a signal, stop them; the exit code."""
     servers_level = server_log_level(config.log_level)
     from flightctl.pki import PKI
 
@@ -387,9 +351,9 @@ def serve(data_dir, address, agent_address, workers, log_level):
         from flightctl.tasks import install_schedule
 
         install_schedule()  # periodic jobs: seed their chains and the watchdog schedule
-        supervisor = Supervisor()
-        supervisor.spawn("api", user_api_command(config, cert_file, key_file))
-        supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"])
+        supervisor = Supervisor(config.data_dir, lambda text: click.echo(text, err=True), lock)
+        # Devices first: on a restart, their agent API competes with the other children for
+        # the CPU while every one of them imports Django.
         agent_host, agent_port = parse_address(config.agent_address)
         supervisor.spawn("agent-api", [
             sys.executable, "-m", "agent_api", "--host", agent_host,
@@ -401,11 +365,21 @@ def serve(data_dir, address, agent_address, workers, log_level):
             # arenas (8 per core), which kept freed memory of thousands of requests resident.
             "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
         })
+        supervisor.spawn("api", user_api_command(config, cert_file, key_file))
+        # The task cluster once both APIs answer (10 s at most): a restart after a crash is
+        # what devices and users wait for, and four processes importing Django at once on a
+        # small machine took a second or two longer each. It is stopped after the APIs,
+        # whose requests may still enqueue tasks while they drain.
+        supervisor.wait_for(lambda: _accepts(config.address) and _accepts(config.agent_address),
+                            10)
+        supervisor.spawn("tasks", [sys.executable, "-m", "django", "qcluster"], phase=1)
         click.echo(f"Flight Control API on {config.user_api_url()} "
                    f"(CA: {Path(config.data_dir) / 'pki' / 'ca.crt'}), agent API on "
                    f"{config.agent_api_url()}", err=True)
-        code = supervisor.run()
-    sys.exit(code)
+        try:
+            return supervisor.run()
+        finally:
+            supervisor.terminate()  # a no-op after a normal run; kills all on an exception
 
 
 # Commands kept in modules of their own register themselves on ``main``.

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from bench import procs
 from bench.waiting import poll
 
 BIN = Path(sys.executable).parent
@@ -129,13 +130,7 @@ class Server:
 
 
 def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    procs.stop(process, 30)
 
 
 def chromium():

@@ -54,6 +54,8 @@ class SimulatedDevice:
         self.ssl: ssl.SSLContext | None = None
         self.status_changed = asyncio.Event()
         self.boot_id = f"sim-{index:06d}"
+        #: numbers the status reports, so a fault run can tell which ones the server kept
+        self.sequence = 0
 
     # -- enrollment ------------------------------------------------------------------------
 
@@ -82,7 +84,8 @@ class SimulatedDevice:
     def status(self) -> dict:
         status = protocol.empty_status()
         status["systemInfo"] = {"architecture": "amd64", "operatingSystem": "linux",
-                                "agentVersion": "simulator", "bootID": self.boot_id}
+                                "agentVersion": "simulator", "bootID": self.boot_id,
+                                "customInfo": {"statusSequence": str(self.sequence)}}
         status["config"] = {"renderedVersion": str(self.version)}
         status["conditions"] = [{
             "type": "Updating", "status": "False", "reason": "Updated",
@@ -109,10 +112,21 @@ class SimulatedDevice:
     def _jittered(self, seconds: float) -> float:
         return seconds * (1 + random.uniform(-self.cadence.jitter, self.cadence.jitter))
 
+    def _retry_delay(self, response=None) -> float:
+        """After a failed call: the server's Retry-After when it sent one (503), as the agent
+        honours it, else the configured delay."""
+        if response is not None:
+            try:
+                return max(0.0, float(response.headers.get("Retry-After", "")))
+            except ValueError:
+                pass
+        return self._jittered(self.cadence.retry_delay)
+
     async def _poll_loop(self, session, base: str, stop: asyncio.Event) -> None:
         url = f"{base}/api/v1/devices/{self.name}/rendered"
         while not stop.is_set():
             started = time.monotonic()
+            failed = None
             try:
                 async with session.get(url, params={"knownRenderedVersion": str(self.version)},
                                        headers=HEADERS, ssl=self.ssl,
@@ -137,12 +151,14 @@ class SimulatedDevice:
                     if response.status == 409:  # nothing rendered for this device yet
                         self.stats.record("rendered.409", elapsed)
                     else:
-                        self.stats.error("rendered", f"{response.status} {body[:200]!r}")
+                        failed = response
+                        self.stats.error("rendered", f"{response.status} {body[:200]!r}",
+                                         response.status)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 if stop.is_set():
                     return
-                self.stats.error("rendered", f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self._jittered(self.cadence.retry_delay))
+                self.stats.error("rendered", f"{type(exc).__name__}: {exc}", "connection")
+            await asyncio.sleep(self._retry_delay(failed))
 
     async def _status_loop(self, session, base: str, stop: asyncio.Event) -> None:
         url = f"{base}/api/v1/devices/{self.name}/status"
@@ -157,6 +173,8 @@ class SimulatedDevice:
                 pass
             self.status_changed.clear()
             started = time.monotonic()
+            self.sequence += 1
+            interval = self._jittered(self.cadence.status_interval)
             try:
                 async with session.put(url, json=protocol.status_document(self.name,
                                                                           self.status()),
@@ -165,10 +183,14 @@ class SimulatedDevice:
                     body = await response.read()
                     if response.status == 200:
                         self.stats.record("status.put", time.monotonic() - started)
+                        self.stats.acked[self.name] = [self.sequence, time.time()]
                     else:
-                        self.stats.error("status.put", f"{response.status} {body[:200]!r}")
+                        self.stats.error("status.put", f"{response.status} {body[:200]!r}",
+                                         response.status)
+                        if response.status == 503:  # come back when the server says
+                            interval = min(interval, self._retry_delay(response))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if stop.is_set():
                     return
-                self.stats.error("status.put", f"{type(exc).__name__}: {exc}")
-            next_at = time.monotonic() + self._jittered(self.cadence.status_interval)
+                self.stats.error("status.put", f"{type(exc).__name__}: {exc}", "connection")
+            next_at = time.monotonic() + interval

@@ -54,12 +54,15 @@ def merge(snapshots: list[dict]) -> dict:
     """One :meth:`Stats.snapshot` of several simulator processes (counts and histograms add;
     each device is in one process only)."""
     out = {"enrolled": 0, "enroll_failed": 0, "errors_total": 0, "error_samples": [],
-           "ops": {}, "arrivals": {}}
+           "ops": {}, "arrivals": {}, "codes": {}, "acked": {}}
     for snapshot in snapshots:
         for key in ("enrolled", "enroll_failed", "errors_total"):
             out[key] += snapshot.get(key, 0)
         out["error_samples"] += snapshot.get("error_samples", [])
         out["arrivals"].update(snapshot.get("arrivals") or {})
+        out["acked"].update(snapshot.get("acked") or {})
+        for key, count in (snapshot.get("codes") or {}).items():
+            out["codes"][key] = out["codes"].get(key, 0) + count
         for op, data in snapshot.get("ops", {}).items():
             into = out["ops"].setdefault(op, {"count": 0, "errors": 0, "hist": {}})
             into["count"] += data["count"]
@@ -98,12 +101,20 @@ class Stats:
         #: device -> [newest version it received, wall time of receipt], so the benchmark can
         #: set each arrival against the render's time in the database
         self.arrivals: dict[str, list] = {}
+        #: "<op> <HTTP status>" (or "<op> connection") -> count, of failed calls: a fault run
+        #: tells a refused connection or a 503 from a 500
+        self.codes: Counter = Counter()
+        #: device -> [sequence number of its last acknowledged status, wall time of the ack]:
+        #: what the server must still hold after a fault
+        self.acked: dict[str, list] = {}
 
     def record(self, op: str, seconds: float) -> None:
         self.counts[op] += 1
         self.hists.setdefault(op, Counter())[bucket(seconds * 1000)] += 1
 
-    def error(self, op: str, message: str) -> None:
+    def error(self, op: str, message: str, code: int | str = "") -> None:
+        if code:
+            self.codes[f"{op} {code}"] += 1
         self.errors[op] += 1
         self.counts.setdefault(op, 0)
         self.hists.setdefault(op, Counter())
@@ -128,4 +139,6 @@ class Stats:
             "error_samples": list(self.error_samples),
             "renders": {str(k): v for k, v in self.renders.items()},
             "arrivals": self.arrivals,
+            "codes": dict(self.codes),
+            "acked": self.acked,
         }
