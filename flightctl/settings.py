@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flightctl.api.middleware.ApiVersionMiddleware",
     "flightctl.api.middleware.SecurityHeadersMiddleware",
+    # Before anything else touches the database: a refused request costs one statement.
+    "flightctl.api.ratelimit.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
