@@ -12,15 +12,13 @@ Classes of requests: the token endpoints (``POST /api/v1/auth/<provider>/token``
 ``auth_rate_limit``, on by default), failed passwords (``login_failure_limit``, counted by the
 password issuer per user name and address), everything else under ``/api/v1/``
 (``api_rate_limit``, off by default). The client address is the TCP peer's, or the one a peer
-in ``rate_limit_trusted_proxies`` names in ``True-Client-IP``, ``X-Real-IP`` or the first
-``X-Forwarded-For`` entry.
+in ``rate_limit_trusted_proxies`` names in ``X-Forwarded-For`` (resolved by uvicorn, which
+is told to trust those peers only).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import ipaddress
 import math
 import re
 import time
@@ -42,25 +40,10 @@ _UPSERT = (
 )
 
 
-@functools.lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]):
-    return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
-
-
 def client_address(request) -> str:
-    peer = request.META.get("REMOTE_ADDR", "") or "unknown"
-    trusted = settings.FLIGHTCTL.rate_limit_trusted_proxies
-    if trusted:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return peer
-        if any(address in network for network in _networks(tuple(trusted))):
-            for header in ("HTTP_TRUE_CLIENT_IP", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR"):
-                value = request.META.get(header, "").split(",")[0].strip()
-                if value:
-                    return value
-    return peer
+    """The client's address: the TCP peer's, or the one a trusted proxy named (uvicorn
+    resolves ``X-Forwarded-For`` for the peers in ``rate_limit_trusted_proxies`` only)."""
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 def _window(seconds: float, now: float) -> tuple[datetime, int]:

@@ -349,7 +349,10 @@ def user_api_command(config, cert_file, key_file) -> list[str]:
             "--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file),
             "--workers", str(config.workers), "--ws", "websockets-sansio", "--lifespan", "off",
             "--log-level", server_log_level(config.log_level),
-            "--timeout-graceful-shutdown", "15"]
+            "--timeout-graceful-shutdown", "15",
+            # Only these proxies may name the client (X-Forwarded-For): the address rate
+            # limits count by (flightctl/api/ratelimit.py). None by default, not loopback.
+            "--forwarded-allow-ips", ",".join(config.rate_limit_trusted_proxies)]
     if config.log_level != "debug":
         argv.append("--no-access-log")
     return argv
