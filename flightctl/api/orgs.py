@@ -69,7 +69,7 @@ def resolve_org(request, user=None) -> uuid.UUID:
 def roles_in(user, org_id) -> set[str]:
     """The user's roles in one organization: its global roles and the membership's."""
     roles = set(rbac.global_roles(user))
-    if user is not None and user.is_active and EXTERNAL_MARK in user.get_username():
+    if user is not None and user.is_active:
         membership = OrganizationMembership.objects.filter(user=user, org_id=org_id).first()
         if membership is not None:
             roles.update(r for r in membership.roles if r in rbac.ROLES)
