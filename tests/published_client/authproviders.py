@@ -1,3 +1,4 @@
+# ruff: noqa: I001 - "flightctl" here is the published client, not this project
 """Run with the published client's own Python (tests/published_client/.venv): create, list,
 read and delete AuthProviders on the server at URL through the client's API classes and
 generated models. Prints one JSON document of what it saw, for
