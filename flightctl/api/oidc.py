@@ -23,29 +23,20 @@ import time
 
 import jwt
 import requests
-from django.conf import settings
 
 from flightctl.api import claims as claim_mapping
 from flightctl.api import providers
 from flightctl.api.errors import API_VERSION
 from flightctl.api.providers import Provider
-from flightctl.api.rbac import ROLES
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
-PROVIDER_NAME = providers.STATIC_NAME
-ROLE_PREFIX = claim_mapping.ROLE_PREFIX
-USER_PREFIX = f"{PROVIDER_NAME}:"  # local mirrors of the configured issuer's users
 USERINFO_TTL = 60.0
 
 
 class OIDCError(ValueError):
     """The token is not a valid token of a trusted provider; the message says why."""
-
-
-def enabled() -> bool:
-    return bool(settings.FLIGHTCTL.oidc_issuer)
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,44 +139,6 @@ def _user(claims: dict, provider: Provider):
     except claim_mapping.ClaimsError as exc:
         raise OIDCError(str(exc)) from exc
     return claim_mapping.user_for(who, provider.name)
-
-
-# -- the configured issuer, as the web console's single sign-on uses it (ui/sso.py) ---------
-
-def _static() -> Provider:
-    return next(p for p in providers.configured() if p.name == PROVIDER_NAME)
-
-
-def decode(token: str) -> dict:
-    """The claims of a token of the configured issuer; OIDCError otherwise."""
-    return decode_for(token, _static())
-
-
-def identity(claims: dict) -> tuple[str, str | None]:
-    """``(username, role)`` named by a token of the configured issuer."""
-    try:
-        who = claim_mapping.identity(claims, _static().spec)
-    except claim_mapping.ClaimsError as exc:
-        raise OIDCError(str(exc)) from exc
-    granted = (["admin"] if who.superadmin else []) + [r for r in ROLES if r in who.roles]
-    return who.username, (granted[0] if granted else None)
-
-
-def verify(token: str) -> tuple[str, str | None]:
-    return identity(decode(token))
-
-
-def user_for(username: str, role: str | None):
-    """The local user mirroring a configured issuer's user with ``role``."""
-    who = claim_mapping.Identity(username, superadmin=role == "admin",
-                                 roles={role} if role and role != "admin" else set(),
-                                 organizations=[claim_mapping.DEFAULT_ORG_NAME])
-    return claim_mapping.user_for(who, PROVIDER_NAME)
-
-
-def provider() -> dict:
-    """The configured issuer as an ``AuthProvider``, for ``GET /auth/config``."""
-    return represent(_static())
 
 
 def represent(item: Provider) -> dict:

@@ -81,3 +81,11 @@ def visible_orgs(user):
     if user.is_superuser:
         return Organization.objects.order_by("id")
     return Organization.objects.filter(id__in=member_orgs(user)).order_by("id")
+
+
+def has_any_role(user) -> bool:
+    """Whether ``user`` holds a role anywhere (its global roles, or one of a membership)."""
+    if rbac.global_roles(user):
+        return True
+    return any(role in rbac.ROLES for roles in OrganizationMembership.objects.filter(
+        user=user).values_list("roles", flat=True) for role in roles)
