@@ -63,10 +63,12 @@ def _form(page: requests.Response) -> tuple[str, dict]:
     return urljoin(page.url, unescape(match.group(1))), fields
 
 
-def browser_login(url: str, username: str) -> requests.Response:
-    """Follow an authorization URL through the provider's login form and consent page, as a
-    browser does, to the redirect URI (which answers the last request)."""
-    browser = requests.Session()
+def browser_login(url: str, username: str,
+                  browser: requests.Session | None = None) -> requests.Response:
+    """Follow an authorization URL (or a page that redirects to one) through the provider's
+    login form and consent page, as a browser does, to the redirect URI (which answers the
+    last request); ``browser`` keeps its cookies."""
+    browser = browser or requests.Session()
     page = browser.get(url, timeout=30)
     action, fields = _form(page)
     page = browser.post(action, data={**fields, "login": username, "password": "any"},
