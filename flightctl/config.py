@@ -47,6 +47,19 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+def parse_rate(text: str) -> tuple[int, float] | None:
+    """``REQUESTS/WINDOW`` (``20/1m``) as ``(requests, seconds)``; None when empty (off)."""
+    if not str(text or "").strip():
+        return None
+    count, sep, window = str(text).strip().partition("/")
+    if not sep or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"invalid rate {text!r} (expected REQUESTS/WINDOW, e.g. 20/1m)")
+    seconds = parse_duration(window)
+    if seconds < 1:
+        raise ValueError(f"invalid rate {text!r}: the window must be at least 1s")
+    return int(count), seconds
+
+
 def parse_address(text: str, any_port: bool = False) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` for IPv6) into its parts, validated; with ``any_port``
     port 0 (any free one) is allowed."""
@@ -128,6 +141,22 @@ class Config:
     console_session_timeout: str = "60s"
     console_bridge_address: str = "127.0.0.1:0"
     console_bridge_advertise: str = ""
+    # Logins (docs/auth.md): how long a process trusts its cached copy of the AuthProvider
+    # table before checking its version; the bundled password issuer ("local", backed by the
+    # local users) and the lifetimes of the tokens it issues.
+    auth_provider_cache_ttl: str = "5s"
+    password_login: bool = True
+    password_token_ttl: str = "1h"
+    password_refresh_token_ttl: str = "720h"
+    # Rate limits (docs/auth.md), REQUESTS/WINDOW per client address and per user where
+    # known, counted in PostgreSQL so they hold across processes; empty switches one off.
+    # Login and token endpoints; failed passwords per user name and address; the rest of the
+    # user API.
+    auth_rate_limit: str = "20/1m"
+    login_failure_limit: str = "5/15m"
+    api_rate_limit: str = ""
+    # Peers whose True-Client-IP / X-Real-IP / X-Forwarded-For name the client (CIDRs).
+    rate_limit_trusted_proxies: list[str] = field(default_factory=list)
     # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
     resource_sync_ignore: list[str] = field(
         default_factory=lambda: ["/metadata/resourceVersion"])
@@ -170,6 +199,12 @@ def _coerce(name: str, raw, problems: list[str], source: str):
             if value < 1:
                 raise ValueError("must be at least 1")
             return value
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return str(raw).lower() in ("1", "true", "yes", "on")
+            raise ValueError("must be true or false")
         if kind == "list[str]":
             if isinstance(raw, str):
                 return [part.strip() for part in raw.split(",") if part.strip()]
@@ -199,11 +234,22 @@ def _validate(config: Config, problems: list[str]) -> None:
                  "rollout_interval", "connectivity_interval", "event_cleanup_interval",
                  "repository_check_interval", "resource_sync_interval",
                  "dependency_sync_interval", "alert_polling_interval",
-                 "console_session_timeout"):
+                 "console_session_timeout", "auth_provider_cache_ttl", "password_token_ttl",
+                 "password_refresh_token_ttl"):
         try:
             parse_duration(getattr(config, name))
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+    for name in ("auth_rate_limit", "login_failure_limit", "api_rate_limit"):
+        try:
+            parse_rate(getattr(config, name))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    for value in config.rate_limit_trusted_proxies:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            problems.append(f"rate_limit_trusted_proxies: {exc}")
     if config.log_level.lower() not in LOG_LEVELS:
         allowed = ", ".join(LOG_LEVELS)
         problems.append(f"log_level: must be one of {allowed}, not {config.log_level!r}")

@@ -24,6 +24,13 @@ class Organization(models.Model):
     display_name = models.CharField(max_length=253, blank=True)
     external_id = models.CharField(max_length=253, blank=True)
 
+    class Meta:
+        # A login provider's organization names (``external_id``) map to one row each: the
+        # row is created on first sight, so two logins must never create two.
+        constraints = [models.UniqueConstraint(
+            fields=["external_id"], condition=~models.Q(external_id=""),
+            name="organization_external_id")]
+
     def __str__(self) -> str:
         return self.display_name or str(self.id)
 
@@ -182,3 +189,67 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}/{self.key}"
+
+
+class AuthProvider(Resource):
+    """A login provider created through the API (``/api/v1/authproviders``): an OpenID Connect
+    issuer or an OAuth2 server whose tokens the user API accepts, beside the one configured
+    statically (``oidc_issuer``).
+
+    The spec is the reference's ``OIDCProviderSpec`` / ``OAuth2ProviderSpec``; its
+    ``clientSecret`` is sealed with the server key (flightctl/sealing.py) and shown as
+    ``*****``. Every process reads the enabled providers from this table through a short
+    cache keyed by the table's version (flightctl/api/providers.py), so a new, changed or
+    deleted provider takes effect everywhere within seconds.
+    """
+
+    class Meta(Resource.Meta):
+        indexes = Resource.resource_indexes("authprovider")
+        constraints = Resource.resource_constraints("authprovider")
+
+
+class OrganizationMembership(models.Model):
+    """A user's membership of an organization, with the roles it holds there.
+
+    Users of a login provider get theirs from their token's claims (the provider's
+    ``organizationAssignment`` and org-scoped ``roleAssignment``, flightctl/api/claims.py),
+    rewritten only when the claims change; ``provider`` names the provider that granted it
+    (empty: granted by hand). A local user without any membership works in the default
+    organization, as before organizations were modelled. Roles held outside any organization
+    (a bare ``flightctl-operator``) stay the user's Django groups and apply in all its
+    organizations.
+    """
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="+")
+    roles = models.JSONField(default=list, blank=True)
+    provider = models.CharField(max_length=253, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "org"],
+                                               name="membership_user_org")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.org_id}"
+
+
+class RateLimitCounter(models.Model):
+    """Requests counted in one fixed window for one key (a client address or a user on one
+    class of endpoints; flightctl/api/ratelimit.py). One upsert per request counts and reads
+    it, so the limit holds across every worker process and server. Rows of past windows are
+    deleted by the ``rate-limit-cleanup`` job. The table is UNLOGGED: counters are not worth
+    a WAL write each, and losing them in a crash only resets the windows."""
+
+    key = models.CharField(max_length=300)
+    window_start = models.DateTimeField()
+    hits = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window_start"],
+                                               name="ratelimit_key_window")]
+        indexes = [models.Index(fields=["window_start"], name="ratelimit_window")]
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.window_start}: {self.hits}"

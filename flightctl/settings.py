@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "flightctl.api.middleware.ApiVersionMiddleware",
     "flightctl.api.middleware.BadInputMiddleware",
     "flightctl.api.middleware.SecurityHeadersMiddleware",
+    # Before anything else touches the database: a refused request costs one statement.
+    "flightctl.api.ratelimit.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -39,6 +39,13 @@ if [[ ! -d "$oidc/node_modules/oidc-provider" ]]; then
   command -v npm >/dev/null || { echo "the single sign-on test needs Node.js 20+ and npm" >&2; exit 1; }
   npm install --prefix "$oidc" --no-audit --no-fund --silent
 fi
+# Flight Control's published Python client (PyPI) runs against the server in its own virtual
+# environment: its top-level package is named "flightctl", like ours.
+client="$here/../tests/published_client"
+if [[ ! -x "$client/.venv/bin/python" ]] || ! "$client/.venv/bin/python" -c "import flightctl.api.authprovider_api" 2>/dev/null; then
+  python3 -m venv "$client/.venv"
+  "$client/.venv/bin/pip" install -q -r "$client/requirements.txt"
+fi
 # On CI machines of this project's kind the shared preparation script also fixes podman (its
 # cgroup and rlimit quirks there); FLIGHTCTL_PREPARE_HOST=0 opts out.
 if [[ -f "$prepare" && $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then

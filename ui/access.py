@@ -12,22 +12,29 @@ import uuid
 
 from django.core.exceptions import PermissionDenied
 
-from flightctl.api import rbac
+from flightctl.api import orgs, rbac
 from flightctl.models import DEFAULT_ORG_ID, Organization
 
 ORG_SESSION_KEY = "flightctl_org_id"
 
 
-def role(request) -> str | None:
-    if not hasattr(request, "_flightctl_role"):
+def roles(request) -> set[str]:
+    """The user's roles in the organization the console shows (flightctl/api/orgs.py)."""
+    if not hasattr(request, "_flightctl_roles"):
         user = request.user
-        request._flightctl_role = (rbac.role_of(user)
-                                   if user is not None and user.is_authenticated else None)
-    return request._flightctl_role
+        request._flightctl_roles = (orgs.roles_in(user, org_id(request))
+                                    if user is not None and user.is_authenticated else set())
+    return request._flightctl_roles
+
+
+def role(request) -> str | None:
+    """The strongest of those roles (what the console shows as the user's role)."""
+    held = roles(request)
+    return next((name for name in rbac.ROLES if name in held), None)
 
 
 def can(request, resource: str, verb: str) -> bool:
-    return rbac.allowed(role(request), resource, verb)
+    return rbac.allowed(roles(request), resource, verb)
 
 
 def require(request, resource: str, verb: str) -> None:
@@ -38,13 +45,27 @@ def require(request, resource: str, verb: str) -> None:
 
 
 def org_id(request) -> uuid.UUID:
-    """The organization the console shows: the one chosen in this session, else the default."""
+    """The organization the console shows: the one chosen in this session if the user may
+    work there, else the user's first organization (the default one for administrators and
+    local users without memberships), as the API's rules have it."""
+    if hasattr(request, "_flightctl_console_org"):
+        return request._flightctl_console_org
+    user = request.user
+    members = orgs.member_orgs(user) if user is not None and user.is_authenticated else []
+    chosen = None
     raw = request.session.get(ORG_SESSION_KEY)
     if raw:
         try:
             chosen = uuid.UUID(raw)
         except ValueError:
             chosen = None
-        if chosen is not None and Organization.objects.filter(id=chosen).exists():
-            return chosen
-    return DEFAULT_ORG_ID
+    if chosen is not None and (chosen in members or (
+            user.is_superuser and Organization.objects.filter(id=chosen).exists())):
+        found = chosen
+    elif user is not None and user.is_superuser and len(members) != 1:
+        found = DEFAULT_ORG_ID
+    else:
+        # No organization at all: the default one, where such a user holds no role.
+        found = members[0] if members else DEFAULT_ORG_ID
+    request._flightctl_console_org = found
+    return found

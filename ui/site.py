@@ -41,9 +41,9 @@ class ConsoleLoginForm(AdminAuthenticationForm):
     }
 
     def confirm_login_allowed(self, user):
-        from flightctl.api import rbac
+        from flightctl.api import orgs
 
-        if not user.is_active or rbac.role_of(user) is None:
+        if not user.is_active or not orgs.has_any_role(user):
             raise forms.ValidationError(self.error_messages["no_role"], code="no_role")
 
 
@@ -81,9 +81,12 @@ class ConsoleSite(admin.AdminSite):
         return context
 
     def login(self, request, extra_context=None):
-        from ui.sso import provider
+        from ui.sso import offered
 
-        return super().login(request, {**(extra_context or {}), "sso": provider()})
+        choices = offered()
+        return super().login(request, {**(extra_context or {}),
+                                       "sso": choices[0] if choices else None,
+                                       "sso_providers": choices})
 
     def index(self, request, extra_context=None):
         from ui.views.overview import overview

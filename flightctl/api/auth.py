@@ -1,5 +1,6 @@
-"""Bearer-token authentication for the user API: local tokens (``flightctl-server create-token``)
-and, when an OIDC issuer is configured, that issuer's JWTs (flightctl/api/oidc.py)."""
+"""Bearer-token authentication for the user API: local tokens (``flightctl-server
+create-token`` and the password issuer, flightctl/api/password.py) and the tokens of the login
+providers (the configured OIDC issuer and the AuthProvider resources, flightctl/api/oidc.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flightctl.models import ApiToken
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <token>``; tokens are issued by ``flightctl-server create-token``."""
+    """``Authorization: Bearer <token>``: one of our tokens, or a trusted provider's."""
 
     keyword = "bearer"
 
@@ -20,16 +21,23 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != self.keyword or not token.strip():
+        token = token.strip()
+        if scheme.lower() != self.keyword or not token:
             raise exceptions.AuthenticationFailed("invalid Authorization header: expected Bearer")
-        record = ApiToken.lookup(token.strip())
+        record = ApiToken.lookup(token)
         if record is None:
-            if oidc.enabled() and token.strip().count(".") == 2:  # a JWT, not one of ours
-                try:
-                    return oidc.user_for(*oidc.verify(token.strip())), None
-                except oidc.OIDCError as exc:
-                    raise exceptions.AuthenticationFailed(str(exc))
-            raise exceptions.AuthenticationFailed("invalid token")
+            try:
+                if token.count(".") == 2:  # a JWT, not one of ours
+                    user = oidc.authenticate_jwt(token)
+                elif not token.startswith("fctl_"):
+                    user = oidc.authenticate_opaque(token)
+                else:
+                    user = None
+            except oidc.OIDCError as exc:
+                raise exceptions.AuthenticationFailed(str(exc))
+            if user is None:
+                raise exceptions.AuthenticationFailed("invalid token")
+            return user, None
         if record.expires_at and record.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("token has expired")
         if not record.user.is_active:

@@ -1,134 +1,148 @@
-"""Single sign-on: bearer tokens issued by an OpenID Connect provider (``oidc_issuer``).
+"""Bearer tokens of OpenID Connect issuers and OAuth2 servers (flightctl/api/providers.py).
 
-With ``oidc_issuer`` set, a bearer token that is not one of our local tokens is taken for a JWT
-from that issuer: its signature is checked against the issuer's published keys (found through
-``<issuer>/.well-known/openid-configuration`` and cached), and so are ``iss``, ``aud``
-(``oidc_client_id``) and the expiry. The user is the ``oidc_username_claim`` (default
-``preferred_username``; its local mirror is named ``oidc:<name>``, apart from local users) and
-its role comes from the ``oidc_roles_claim`` (default ``groups``; a
-dotted path such as ``realm_access.roles`` reaches into nested claims): ``flightctl-admin``,
-``flightctl-org-admin``, ``flightctl-operator``, ``flightctl-viewer``, ``flightctl-installer``,
-the reference's role names (flightctl/api/rbac.py). The local user record mirrors the token's
-role and is updated only when it changes.
+A JWT names its issuer (``iss``) and audience (``aud``): the provider with that issuer and
+client id is asked. Its signature is checked against the issuer's published keys (found
+through ``<issuer>/.well-known/openid-configuration``, or an OAuth2 provider's
+``introspection.jwksUrl``, and cached), and so are ``iss``, ``aud`` (the client id) and the
+expiry. An opaque token (not a JWT, not one of ours) is checked at the ``userinfoUrl`` of the
+OAuth2 providers, and the answer is cached for a minute. The claims then become a local user
+with roles and organizations (flightctl/api/claims.py).
 
-``GET /auth/config`` then announces the provider the way the reference does (``providerType:
-oidc``, a static organization, dynamic role assignment), so clients know where to log in;
-``flightctl login URL --token <JWT>`` works with such a token as with a local one.
+The configured issuer (``oidc_issuer``; ``oidc_username_claim``, ``oidc_roles_claim``) is the
+provider named ``oidc``: its users are mirrored as ``oidc:<name>``, their roles come from the
+roles claim, and they are members of the default organization.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import threading
+import time
 
 import jwt
 import requests
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
+from flightctl.api import claims as claim_mapping
+from flightctl.api import providers
 from flightctl.api.errors import API_VERSION
-from flightctl.api.rbac import ROLES
+from flightctl.api.providers import Provider
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
-PROVIDER_NAME = "oidc"
-ROLE_PREFIX = "flightctl-"
-USER_PREFIX = "oidc:"  # local mirrors of the issuer's users are named oidc:<user name>
+USERINFO_TTL = 60.0
 
 
 class OIDCError(ValueError):
-    """The token is not a valid token of the configured issuer; the message says why."""
+    """The token is not a valid token of a trusted provider; the message says why."""
 
 
-def enabled() -> bool:
-    return bool(settings.FLIGHTCTL.oidc_issuer)
-
-
-@functools.lru_cache(maxsize=4)
-def _jwks_client(issuer: str) -> jwt.PyJWKClient:
+@functools.lru_cache(maxsize=64)
+def discovery(issuer: str) -> dict:
+    """An issuer's discovery document (cached; a failure is not)."""
     url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
     try:
         response = requests.get(url, timeout=10)
         response.raise_for_status()
-        jwks_uri = response.json()["jwks_uri"]
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        _jwks_client.cache_clear()  # try the discovery again next time
+        document = response.json()
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+    except (requests.RequestException, ValueError) as exc:
         raise OIDCError(f"the OIDC issuer's discovery document is not usable: {exc}") from exc
+    return document
+
+
+@functools.lru_cache(maxsize=64)
+def _jwks_client(jwks_uri: str) -> jwt.PyJWKClient:
     return jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=600)
 
 
-def _claim(claims: dict, path: str):
-    value = claims
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def verify(token: str) -> tuple[str, str | None]:
-    """``(username, role)`` of a valid token of the configured issuer; OIDCError otherwise."""
-    return identity(decode(token))
-
-
-def decode(token: str) -> dict:
-    """The claims of a token of the configured issuer, its signature, issuer, audience and
-    expiry checked; OIDCError otherwise."""
-    config = settings.FLIGHTCTL
+def _jwks_uri(provider: Provider) -> str:
+    introspection = provider.spec.get("introspection") or {}
+    if provider.type == "oauth2" and introspection.get("type") == "jwt":
+        return introspection.get("jwksUrl") or ""
     try:
-        key = _jwks_client(config.oidc_issuer).get_signing_key_from_jwt(token).key
-        claims = jwt.decode(token, key, algorithms=ALGORITHMS, issuer=config.oidc_issuer,
-                            audience=config.oidc_client_id or None,
-                            options={"verify_aud": bool(config.oidc_client_id),
-                                     "require": ["exp", "iss"]})
+        return discovery(provider.issuer)["jwks_uri"]
+    except KeyError as exc:
+        raise OIDCError("the OIDC issuer's discovery document names no jwks_uri") from exc
+
+
+def decode_for(token: str, provider: Provider) -> dict:
+    """The claims of a JWT of ``provider``: signature, issuer, audience and expiry checked."""
+    introspection = provider.spec.get("introspection") or {}
+    issuer = introspection.get("issuer") or provider.issuer or None
+    audience = introspection.get("audience") or provider.client_id or None
+    try:
+        key = _jwks_client(_jwks_uri(provider)).get_signing_key_from_jwt(token).key
+        return jwt.decode(token, key, algorithms=ALGORITHMS, issuer=issuer, audience=audience,
+                          options={"verify_aud": bool(audience), "verify_iss": bool(issuer),
+                                   "require": ["exp"]})
     except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:
         raise OIDCError(f"invalid token: {exc}") from exc
-    return claims
 
 
-def identity(claims: dict) -> tuple[str, str | None]:
-    """``(username, role)`` named by a verified token's claims (the configured claims)."""
-    config = settings.FLIGHTCTL
-    username = _claim(claims, config.oidc_username_claim)
-    if not isinstance(username, str) or not username:
-        raise OIDCError(f"the token has no {config.oidc_username_claim} claim")
-    roles = _claim(claims, config.oidc_roles_claim) or []
-    if isinstance(roles, str):
-        roles = [roles]
-    granted = [role for role in ROLES if f"{ROLE_PREFIX}{role}" in roles]
-    return username, (granted[0] if granted else None)
+def authenticate_jwt(token: str):
+    """The local user of a provider's JWT; None when no provider issued it."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    provider = providers.for_token_claims(unverified.get("iss", ""), unverified.get("aud"))
+    if provider is None:
+        if any(p.name != providers.LOCAL_NAME for p in providers.enabled()):
+            raise OIDCError(f"invalid token: Invalid issuer {unverified.get('iss')!r}: no "
+                            "login provider has it")
+        return None
+    return _user(decode_for(token, provider), provider)
 
 
-def user_for(username: str, role: str | None):
-    """The local user mirroring a token's identity and role (written only on a change)."""
-    # Namespaced: an issuer's "admin" must never become (or demote) the local "admin".
-    user, _ = get_user_model().objects.get_or_create(username=f"{USER_PREFIX}{username}")
-    admin = role == "admin"
-    wanted = {f"{ROLE_PREFIX}{role}"} if role and not admin else set()
-    current = {g.name for g in user.groups.all() if g.name.startswith(ROLE_PREFIX)}
-    if user.is_superuser != admin:
-        user.is_superuser = admin
-        user.save(update_fields=["is_superuser"])
-    if current != wanted:
-        user.groups.remove(*Group.objects.filter(name__in=[f"{ROLE_PREFIX}{r}" for r in ROLES]))
-        if wanted:
-            user.groups.add(Group.objects.get_or_create(name=wanted.pop())[0])
-    return user
+_userinfo: dict[str, tuple[float, str, dict]] = {}  # token digest -> (when, provider, claims)
+_userinfo_lock = threading.Lock()
 
 
-def provider() -> dict:
-    """The configured issuer as an ``AuthProvider``, for ``GET /auth/config``."""
-    config = settings.FLIGHTCTL
-    return {
-        "apiVersion": API_VERSION, "kind": "AuthProvider",
-        "metadata": {"name": PROVIDER_NAME},
-        "spec": {"providerType": "oidc", "displayName": "Single sign-on",
-                 "issuer": config.oidc_issuer, "clientId": config.oidc_client_id,
-                 "enabled": True, "scopes": ["openid", "profile", "email"],
-                 "usernameClaim": config.oidc_username_claim.split("."),
-                 "organizationAssignment": {"type": "static", "organizationName": "default"},
-                 "roleAssignment": {"type": "dynamic",
-                                    "claimPath": config.oidc_roles_claim.split(".")}},
-    }
+def authenticate_opaque(token: str):
+    """The local user of an OAuth2 provider's opaque token, checked at its userinfo endpoint;
+    None when no provider knows it."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    candidates = {p.name: p for p in providers.opaque_token_providers()}
+    with _userinfo_lock:
+        seen = _userinfo.get(digest)
+    if seen and time.monotonic() - seen[0] < USERINFO_TTL and seen[1] in candidates:
+        return _user(seen[2], candidates[seen[1]])
+    for provider in candidates.values():
+        try:
+            response = requests.get(provider.spec["userinfoUrl"], timeout=10,
+                                    headers={"Authorization": f"Bearer {token}"})
+        except requests.RequestException as exc:
+            log.warning("auth provider %s: userinfo unreachable: %s", provider.name, exc)
+            continue
+        if response.status_code != 200:
+            continue
+        try:
+            found = response.json()
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            with _userinfo_lock:
+                if len(_userinfo) > 10000:
+                    _userinfo.clear()
+                _userinfo[digest] = (time.monotonic(), provider.name, found)
+            return _user(found, provider)
+    return None
+
+
+def _user(claims: dict, provider: Provider):
+    try:
+        who = claim_mapping.identity(claims, provider.spec)
+    except claim_mapping.ClaimsError as exc:
+        raise OIDCError(str(exc)) from exc
+    return claim_mapping.user_for(who, provider.name)
+
+
+def represent(item: Provider) -> dict:
+    """A provider as ``GET /auth/config`` lists it: no client secret."""
+    spec = {key: value for key, value in item.spec.items() if key != "clientSecret"}
+    return {"apiVersion": API_VERSION, "kind": "AuthProvider",
+            "metadata": {"name": item.name}, "spec": spec}

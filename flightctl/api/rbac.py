@@ -62,22 +62,36 @@ ALIASES = {
     "fleets/applications/actions/stop": "fleets/applications/lifecycle",
     "deviceactions/resume": "devices/resume",
 }
-OPEN = {"auth/config", "auth/validate", "auth/userinfo", "auth/permissions", "version"}
+OPEN = {"auth/config", "auth/validate", "auth/userinfo", "auth/permissions", "version",
+        "auth/token", "auth/local/token", "auth/local/.well-known/openid-configuration"}
+# Not about one organization: any authenticated user may list the organizations it is in.
+ORGLESS = {"organizations"}
+
+
+def global_roles(user) -> list[str]:
+    """The roles ``user`` holds in all its organizations (superuser, Django groups)."""
+    if user is None or not user.is_active:
+        return []
+    if user.is_superuser:
+        return ["admin"]
+    names = {group.name for group in user.groups.all()}
+    return [role for role in ROLES[1:] if f"flightctl-{role}" in names]
 
 
 def role_of(user) -> str | None:
-    if user is None or not user.is_active:
-        return None
-    if user.is_superuser:
-        return "admin"
-    names = {group.name for group in user.groups.all()}
-    return next((role for role in ROLES[1:] if f"flightctl-{role}" in names), None)
+    """The strongest of the user's global roles (the console's view of a user)."""
+    roles = global_roles(user)
+    return roles[0] if roles else None
 
 
-def allowed(role: str | None, resource: str, verb: str) -> bool:
-    if resource in OPEN:
-        return True
-    if role is None or resource in DENIED.get(role, ()):
+def _role_set(roles) -> set[str]:
+    if roles is None:
+        return set()
+    return {roles} if isinstance(roles, str) else set(roles)
+
+
+def _role_allows(role: str, resource: str, verb: str) -> bool:
+    if resource in DENIED.get(role, ()):
         return False
     for pattern, verbs in GRANTS[role]:
         matches = (pattern == "*" or pattern == resource
@@ -87,14 +101,20 @@ def allowed(role: str | None, resource: str, verb: str) -> bool:
     return False
 
 
-def permissions(role: str | None) -> list[dict]:
-    """``GET /auth/permissions``: the role's grants as ``[{resource, operations}]``."""
-    if role is None:
-        return []
+def allowed(roles, resource: str, verb: str) -> bool:
+    """Whether any of ``roles`` (a role, a set of them or None) allows ``verb``."""
+    if resource in OPEN:
+        return True
+    return any(_role_allows(role, resource, verb) for role in _role_set(roles))
+
+
+def permissions(roles) -> list[dict]:
+    """``GET /auth/permissions``: the roles' grants as ``[{resource, operations}]``."""
     merged: dict[str, list[str]] = {}
-    for pattern, verbs in GRANTS[role]:
-        operations = merged.setdefault(pattern, [])
-        operations += [verb for verb in verbs if verb not in operations]
+    for role in sorted(_role_set(roles), key=ROLES.index):
+        for pattern, verbs in GRANTS[role]:
+            operations = merged.setdefault(pattern, [])
+            operations += [verb for verb in verbs if verb not in operations]
     return [{"resource": resource, "operations": operations}
             for resource, operations in merged.items()]
 
@@ -129,7 +149,11 @@ class RolePermission(BasePermission):
         user = request.user
         if user is None or not getattr(user, "is_authenticated", False):
             return False  # DRF answers 401 with the authenticate header
+        from flightctl.api.orgs import resolve_org, roles_in  # orgs builds on this module
+
         resource, verb = route_resource(request, view)
-        if allowed(role_of(user), resource, verb):
+        if resource in OPEN or resource in ORGLESS:
+            return True
+        if allowed(roles_in(user, resolve_org(request)), resource, verb):
             return True
         raise ApiError(403, f'user "{user.get_username()}" may not {verb} {resource}')

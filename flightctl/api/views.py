@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flightctl import __version__
-from flightctl.api import oidc, rbac
-from flightctl.api.errors import API_VERSION, bad_request, status_body
+from flightctl.api import oidc, orgs, providers, rbac
+from flightctl.api.errors import API_VERSION, ApiError, bad_request, status_body
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
 from flightctl.api.serializers import timestamp
@@ -37,18 +37,22 @@ class VersionView(APIView):
 
 
 class AuthConfigView(APIView):
-    """Public: tells clients how to log in (local bearer tokens; an OIDC issuer if set)."""
+    """Public: tells clients how to log in: every enabled provider (flightctl/api/providers.py),
+    secrets left out."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
 
     def get(self, request):
-        sso = oidc.enabled()
+        found = providers.enabled()
+        # The default is the configured issuer, else the first provider created through the
+        # API, else the password issuer: the one a browser login most likely wants.
+        ranked = sorted(found, key=lambda p: (p.name == providers.LOCAL_NAME, not p.static))
         return Response({
             "apiVersion": API_VERSION,
-            "providers": [oidc.provider()] if sso else [],
-            "defaultProvider": oidc.PROVIDER_NAME if sso else "",
-            "organizationsEnabled": False,
+            "providers": [oidc.represent(p) for p in found],
+            "defaultProvider": ranked[0].name if ranked else "",
+            "organizationsEnabled": True,
         })
 
 
@@ -62,9 +66,9 @@ class UserInfoView(APIView):
         user = request.user
         return Response({
             "sub": str(user.pk),
-            "preferred_username": user.get_username().removeprefix(oidc.USER_PREFIX),
+            "preferred_username": user.get_username().partition(":")[2] or user.get_username(),
             "name": user.get_full_name() or user.get_username(),
-            "organizations": [_organization(org) for org in Organization.objects.all()[:100]],
+            "organizations": [_organization(org) for org in orgs.visible_orgs(user)[:100]],
         })
 
 
@@ -72,7 +76,11 @@ class PermissionsView(APIView):
     """What the caller's role allows (flightctl/api/rbac.py)."""
 
     def get(self, request):
-        return Response({"permissions": rbac.permissions(rbac.role_of(request.user))})
+        try:
+            roles = orgs.roles_in(request.user, orgs.resolve_org(request))
+        except ApiError:  # no organization to speak of: the roles held in all of them
+            roles = rbac.global_roles(request.user)
+        return Response({"permissions": rbac.permissions(roles)})
 
 
 def _organization(org: Organization) -> dict:
@@ -86,12 +94,12 @@ def _organization(org: Organization) -> dict:
 
 class OrganizationListView(APIView):
     def get(self, request):
-        orgs = Organization.objects.order_by("id")[:1000]
+        found = orgs.visible_orgs(request.user)[:1000]
         return Response({
             "apiVersion": API_VERSION,
             "kind": "OrganizationList",
             "metadata": {},
-            "items": [_organization(org) for org in orgs],
+            "items": [_organization(org) for org in found],
         })
 
 

@@ -28,7 +28,7 @@ from flightctl.api import rbac
 from flightctl.api.auth import BearerTokenAuthentication
 from flightctl.api.errors import ApiError, status_body
 from flightctl.api.middleware import SUPPORTED_VERSIONS
-from flightctl.api.resources import resolve_org
+from flightctl.api.orgs import resolve_org, roles_in
 from flightctl.threads import in_thread
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,10 @@ def authorize(scope, resource: str):
     user = found[0] if found else _session_user(request)
     if user is None:
         raise ApiError(401, "Authentication credentials were not provided.")
-    if not rbac.allowed(rbac.role_of(user), resource, "get"):
+    org_id = resolve_org(request, user)
+    if not rbac.allowed(roles_in(user, org_id), resource, "get"):
         raise ApiError(403, f'user "{user.get_username()}" may not get {resource}')
-    return user, resolve_org(request)
+    return user, org_id
 
 
 class WebSocket:

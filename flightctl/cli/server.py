@@ -285,7 +285,10 @@ def user_api_command(config, cert_file, key_file) -> list[str]:
             "--workers", str(config.workers), "--ws", "websockets-sansio", "--lifespan", "off",
             "--log-level", server_log_level(config.log_level),
             # A stop must end within seconds: a console WebSocket does not hold it up longer.
-            "--timeout-graceful-shutdown", "3"]
+            "--timeout-graceful-shutdown", "3",
+            # Only these proxies may name the client (X-Forwarded-For): the address rate
+            # limits count by (flightctl/api/ratelimit.py). None by default, not loopback.
+            "--forwarded-allow-ips", ",".join(config.rate_limit_trusted_proxies)]
     if config.log_level != "debug":
         argv.append("--no-access-log")
     return argv

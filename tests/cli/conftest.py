@@ -61,16 +61,16 @@ def _server_env(data_dir: Path) -> dict:
 
 
 @contextmanager
-def running_server(extra_env: dict | None = None):
+def running_server(extra_env: dict | None = None, workers: int = 1):
     """``flightctl-server serve`` on free ports with its own data directory, until the end of
     the block (``extra_env``: more environment for it, e.g. uvicorn's own options as
-    ``UVICORN_*`` variables)."""
+    ``UVICORN_*`` variables; ``workers``: user API processes)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fctl-cli-server-"))
     port = free_port()
     log = open(data_dir.parent / f"{data_dir.name}.log", "w")
     process = subprocess.Popen(
         [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{port}",
-         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", "1"],
+         "--agent-address", f"127.0.0.1:{free_port()}", "--workers", str(workers)],
         env={**_server_env(data_dir), **(extra_env or {})}, stdout=log,
         stderr=subprocess.STDOUT, text=True,
     )

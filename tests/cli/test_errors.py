@@ -94,15 +94,15 @@ def test_not_logged_in_and_untrusted_server(fresh_cli, server):
                    "TLS verification", "--certificate-authority")
 
 
-def test_username_and_password_need_a_provider(fresh_cli, server):
-    result = fresh_cli("login", server.url, "-u", "admin", "-p", "secret",
+def test_username_and_password_go_to_the_password_issuer(fresh_cli, server):
+    result = fresh_cli("login", server.url, "-u", "nobody", "-p", "secret",
                        "--certificate-authority", server.ca)
-    one_line_error(result, "create-token")
+    one_line_error(result, "invalid username or password")
     one_line_error(fresh_cli("login", server.url, "--certificate-authority", server.ca),
                    "--token")
     out = fresh_cli.ok("login", server.url, "--show-providers", "--certificate-authority",
                        server.ca)
-    assert "no login providers" in out
+    assert "local" in out and "Local users (password)" in out
 
 
 def test_usage_errors(cli):

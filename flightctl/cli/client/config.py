@@ -10,6 +10,9 @@ directory, ``$XDG_CONFIG_HOME/flightctl`` or ``~/.config/flightctl`` unless ``--
       insecure-skip-tls-verify: false
     authentication:
       token: <bearer token>
+      refresh-token: <refresh token>               # logins through a provider (--web, -u/-p)
+      access-token-expiry: "2026-01-01T12:00:00Z"  # refreshed shortly before this
+      auth-provider: {name: corp, client-id: flightctl}
     organization: <uuid>                           # sent as org_id when set
 
 ``FLIGHTCTL_TOKEN`` overrides the stored token for one invocation (handy in scripts and CI).
@@ -55,6 +58,9 @@ class ClientConfig:
     token: str = ""
     organization: str = ""
     auth_certificate_authority: str = ""
+    refresh_token: str = ""
+    token_expiry: str = ""  # RFC 3339, UTC
+    auth_provider: dict = field(default_factory=dict)  # {name, client-id}
     extra: dict = field(default_factory=dict)  # keys we do not manage, kept on save
     path: Path | None = None
 
@@ -70,6 +76,9 @@ class ClientConfig:
             insecure_skip_tls_verify=bool(service.pop("insecure-skip-tls-verify", False)),
             token=str(auth.pop("token", "") or ""),
             auth_certificate_authority=str(auth.pop("auth-certificate-authority", "") or ""),
+            refresh_token=str(auth.pop("refresh-token", "") or ""),
+            token_expiry=str(auth.pop("access-token-expiry", "") or ""),
+            auth_provider=dict(auth.pop("auth-provider", None) or {}),
             organization=str(data.pop("organization", "") or ""),
             extra={"service": service, "authentication": auth, **data},
             path=path,
@@ -90,6 +99,12 @@ class ClientConfig:
             auth["token"] = self.token
         if self.auth_certificate_authority:
             auth["auth-certificate-authority"] = self.auth_certificate_authority
+        if self.refresh_token:
+            auth["refresh-token"] = self.refresh_token
+        if self.token_expiry:
+            auth["access-token-expiry"] = self.token_expiry
+        if self.auth_provider:
+            auth["auth-provider"] = self.auth_provider
         data = {"service": service, "authentication": auth}
         if self.organization:
             data["organization"] = self.organization

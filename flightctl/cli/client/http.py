@@ -22,7 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from flightctl.cli.client.config import ClientConfig
+from flightctl.cli.client import logins
+from flightctl.cli.client.config import TOKEN_ENV, ClientConfig
 from flightctl.cli.client.errors import CliError, ServerUnreachable
 
 API_PREFIX = "/api/v1"
@@ -96,6 +97,30 @@ class ApiClient:
                 auth: bool = True, token: str | None = None, ok=(200, 201, 204),
                 timeout: float | None = None) -> requests.Response:
         """Send one request; raise :class:`ApiError` unless the code is in ``ok``."""
+        refreshable = auth and token is None and self._refreshable()
+        if refreshable and logins.needs_refresh(self.config):
+            logins.refresh(self, self.config)
+            refreshable = False
+        response = self._send(method, path, params=params, body=body, content_type=content_type,
+                              api_version=api_version, auth=auth, token=token, timeout=timeout)
+        if response.status_code == 401 and refreshable:
+            # Revoked early or the clock is off: one refresh, one more try.
+            logins.refresh(self, self.config)
+            response = self._send(method, path, params=params, body=body,
+                                  content_type=content_type, api_version=api_version,
+                                  auth=auth, token=token, timeout=timeout)
+        if response.status_code not in ok:
+            raise self._error(response)
+        return response
+
+    def _refreshable(self) -> bool:
+        """A provider's token from the config (not one given on the command line)."""
+        return bool(self.config.refresh_token and self.config.auth_provider
+                    and not os.environ.get(TOKEN_ENV))
+
+    def _send(self, method: str, path: str, *, params, body, content_type: str,
+              api_version: str, auth: bool, token: str | None,
+              timeout: float | None) -> requests.Response:
         url = self.base + (path if path.startswith("/") else f"{API_PREFIX}/{path}")
         headers = {"Flightctl-API-Version": api_version, "Accept": "application/json"}
         bearer = token if token is not None else self.config.token
@@ -124,8 +149,6 @@ class ApiClient:
                                     f"{_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise CliError(f"request to {url} failed: {_reason(exc)}") from None
-        if response.status_code not in ok:
-            raise self._error(response)
         return response
 
     def _error(self, response: requests.Response) -> ApiError:

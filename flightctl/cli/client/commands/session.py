@@ -1,10 +1,9 @@
 """Session commands: ``login``, ``config``, ``version`` and ``completion``.
 
-``login`` checks the server (``GET /auth/config``), validates the token
-(``GET /auth/validate``) and saves URL, trust settings and token in the client config.
-The server's embedded authentication issues local bearer tokens
-(``flightctl-server create-token``); username/password and browser logins need an
-authentication provider, so without one they fail with a message that says how to get a token.
+``login`` checks the server (``GET /auth/config``), gets a token (``--token``; ``--web``: the
+browser flow with PKCE through a provider; ``-u/-p``: the server's password issuer; see
+flightctl/cli/client/logins.py), validates it (``GET /auth/validate``) and saves URL, trust
+settings, token and refresh token in the client config.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import click
 
 from flightctl import __version__
 from flightctl.cli.client import config as client_config
-from flightctl.cli.client import output
+from flightctl.cli.client import logins, output
 from flightctl.cli.client.cli import Env, cli, common_options
 from flightctl.cli.client.errors import CliError
 from flightctl.cli.client.http import ApiClient, ApiError
@@ -117,8 +116,26 @@ def login(env: Env, url, token, credentials_file, username, password, provider, 
         elif web or username or password or provider:
             if not providers:
                 raise CliError(NO_PROVIDER_HINT)
-            raise CliError("this command line logs in with tokens only; get a token from your "
-                           f"provider ({', '.join(_names(providers))}) and pass --token")
+            browser = web or not (username or password)
+            chosen = logins.pick_provider(providers, provider,
+                                          auth_config.get("defaultProvider") or "",
+                                          browser=browser)
+            if browser:
+                answer = logins.browser_login(
+                    client, chosen, port=callback_port, open_browser=not no_browser,
+                    auth_verify=False if insecure_skip_tls_verify else (
+                        config.auth_certificate_authority or True))
+            elif not (username and password):
+                raise CliError("give both -u USERNAME and -p PASSWORD")
+            else:
+                try:
+                    answer = logins.password_login(client, chosen, username, password)
+                except ApiError as exc:
+                    if exc.status != 401:
+                        raise
+                    raise CliError("invalid username or password") from None
+            logins.keep_tokens(config, answer, chosen)
+            client.request("GET", "auth/validate", token=config.token)
         else:
             raise CliError("no credentials: pass --token TOKEN (or set FLIGHTCTL_TOKEN); "
                            + NO_PROVIDER_HINT.split(": ", 1)[1])
@@ -126,10 +143,6 @@ def login(env: Env, url, token, credentials_file, username, password, provider, 
         client.close()
     path = client_config.save(config)
     click.echo(f"Login successful: {config.server} (saved in {path})")
-
-
-def _names(providers: list) -> list[str]:
-    return [str(output.dig(p, "metadata", "name", default="?")) for p in providers]
 
 
 @cli.group("config")

@@ -1,0 +1,148 @@
+"""Logging in through an AuthProvider created through the API, against a real OpenID Connect
+provider (node-oidc-provider on loopback): ``flightctl login --web --no-browser`` driven by a
+script through the provider's real authorization endpoint (login form, consent, the CLI's
+loopback callback, PKCE), the user's organization and role from its claims, the token
+refreshed, and refused once the provider is deleted."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.cli.conftest import FLIGHTCTL
+from tests.net import free_port, wait_for
+from tests.oidc_issuer import browser_login, running_issuer
+
+CLIENT_ID, CLIENT_SECRET = "fctl-cli", "cli-secret-123"
+
+
+@pytest.fixture(scope="module")
+def callback_port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory, callback_port):
+    work = tmp_path_factory.mktemp("oidc")
+    clients = [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "application_type": "native",
+                "redirect_uris": [f"http://127.0.0.1:{callback_port}/callback"]}]
+    accounts = {
+        # Operator in "edge" only; "staff" is a company group that means nothing to us.
+        "alice": {"organizations": ["edge"], "groups": ["edge:flightctl-operator", "staff"]},
+        # A viewer in "lab", and a member of "edge" without a role there.
+        "bob": {"organizations": ["lab", "edge"], "groups": ["lab:flightctl-viewer"]},
+    }
+    with running_issuer(work, clients=clients, accounts=accounts) as url:
+        yield url
+
+
+def provider_document(issuer: str) -> dict:
+    return {"apiVersion": "flightctl.io/v1beta1", "kind": "AuthProvider",
+            "metadata": {"name": "corp"},
+            "spec": {"providerType": "oidc", "displayName": "Corp SSO", "issuer": issuer,
+                     "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+                     "scopes": ["openid", "profile"],
+                     "organizationAssignment": {"type": "dynamic",
+                                                "claimPath": ["organizations"]},
+                     "roleAssignment": {"type": "dynamic", "claimPath": ["groups"],
+                                        "separator": ":"}}}
+
+
+def web_login(cli, username: str, port: int) -> str:
+    """Run ``flightctl login --web --no-browser``, log in at the URL it prints; its output."""
+    process = subprocess.Popen(
+        [str(FLIGHTCTL), "login", cli.server.url, "--web", "--no-browser", "--provider", "corp",
+         "--callback-port", str(port), "--certificate-authority", str(cli.server.ca)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env)
+    try:
+        assert process.stdout.readline().startswith("Open this URL in a browser")
+        url = process.stdout.readline().strip()
+        assert "code_challenge_method=S256" in url and f"client_id={CLIENT_ID}" in url
+        landed = browser_login(url, username)
+        assert landed.status_code == 200 and "Login complete" in landed.text, landed.text
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    return out
+
+
+def org_id(server, name: str) -> str:
+    orgs = server.api("GET", "organizations").json()["items"]
+    return next(o["metadata"]["name"] for o in orgs if o["spec"]["externalId"] == name)
+
+
+def device(name: str) -> dict:
+    return {"apiVersion": "flightctl.io/v1beta1", "kind": "Device",
+            "metadata": {"name": name, "labels": {"site": "edge"}}, "spec": {}}
+
+
+def test_web_login_roles_orgs_refresh_and_a_deleted_provider(server, fresh_cli, issuer,
+                                                              callback_port, tmp_path):
+    cli = fresh_cli
+    created = server.api("PUT", "authproviders/corp", json=provider_document(issuer))
+    assert created.status_code in (200, 201), created.text
+    providers = cli.ok("login", server.url, "--show-providers", "--certificate-authority",
+                       server.ca)
+    assert "corp" in providers and "Corp SSO" in providers
+
+    out = web_login(cli, "alice", callback_port)
+    assert "Login successful" in out
+    saved = yaml.safe_load(cli.config_file.read_text())["authentication"]
+    assert saved["token"].count(".") == 2 and saved["refresh-token"]
+    assert saved["auth-provider"]["name"] == "corp"
+    token = saved["token"]
+
+    # Alice works in "edge" (created on first sight), as an operator: her device lands there.
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(device("sso-dev")))
+    cli.ok("apply", "-f", tmp_path / "d.yaml")
+    edge = org_id(server, "edge")
+    assert server.api("GET", f"devices/sso-dev?org_id={edge}").status_code == 200
+    assert server.api("GET", "devices/sso-dev").status_code == 404  # not in the default org
+    assert "sso-dev" in cli.ok("get", "devices", "-o", "name")
+    whoami = requests.get(f"{server.url}/api/v1/auth/userinfo", verify=str(server.ca),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    assert whoami["preferred_username"] == "alice"
+    assert [o["spec"]["externalId"] for o in whoami["organizations"]] == ["edge"]
+    # The default organization is not hers.
+    default = "00000000-0000-0000-0000-000000000000"
+    refused = cli("get", "devices", "--org", default)
+    assert refused.code != 0 and "not a member of the organization" in refused.err
+
+    # The token is refreshed when it is about to run out (here: the saved expiry is past).
+    config = yaml.safe_load(cli.config_file.read_text())
+    config["authentication"]["access-token-expiry"] = "2000-01-01T00:00:00Z"
+    cli.config_file.write_text(yaml.safe_dump(config))
+    time.sleep(1)  # a new ID token differs from the old one by its iat at least
+    assert "sso-dev" in cli.ok("get", "devices", "-o", "name")
+    refreshed = yaml.safe_load(cli.config_file.read_text())["authentication"]
+    assert refreshed["token"] != token and refreshed["access-token-expiry"] > "2001"
+
+    # Bob is a viewer in "lab" and has no role in "edge"; with two organizations he must say
+    # which one.
+    bob_cli = type(cli)(tmp_path / "bob", server)
+    (tmp_path / "bob").mkdir()
+    web_login(bob_cli, "bob", callback_port)
+    ambiguous = bob_cli("get", "devices")
+    assert ambiguous.code != 0 and "ambiguous organization" in ambiguous.err
+    lab = org_id(server, "lab")
+    assert bob_cli.ok("get", "devices", "--org", lab, "-o", "name") == ""
+    assert bob_cli("get", "devices", "--org", edge).code != 0  # a member without a role
+    denied = bob_cli("apply", "-f", tmp_path / "d.yaml", "--org", lab)
+    assert denied.code != 0 and "may not" in denied.err
+
+    # Deleting the provider: its tokens are refused from then on.
+    current = yaml.safe_load(cli.config_file.read_text())["authentication"]["token"]
+    assert server.api("DELETE", "authproviders/corp").status_code == 200
+    wait_for(lambda: requests.get(
+        f"{server.url}/api/v1/devices?org_id={edge}", verify=str(server.ca),
+        headers={"Authorization": f"Bearer {current}"}, timeout=30).status_code == 401,
+        15, what="the deleted provider's token refused")
+    assert cli("get", "devices").code != 0
