@@ -94,8 +94,10 @@ def _validate_introspection(errors: Errors, value) -> None:
         errors.invalid(path, value, "must be an object")
         return
     kind = value.get("type")
-    url_key = {"rfc7662": "url", "github": "url", "jwt": "jwksUrl"}.get(kind)
-    if url_key is None:
+    # isinstance first: a non-string type (an object, a list) is unhashable as a dict key.
+    url_key = isinstance(kind, str) and {"rfc7662": "url", "github": "url",
+                                         "jwt": "jwksUrl"}.get(kind)
+    if not url_key:
         errors.unsupported(f"{path}.type", kind, ["rfc7662", "github", "jwt"])
         return
     url = value.get(url_key)
