@@ -110,7 +110,17 @@ def exception_handler(exc, context):
 
 
 def handler404(request, exception=None):
+    # A browser following a stale console link gets a page of the console, not a JSON body;
+    # the APIs (and any client that does not ask for HTML) keep the Status format.
+    if not request.path.startswith("/api/") and _wants_html(request):
+        from django.shortcuts import render
+
+        return render(request, "flightctl/not_found.html", {"path": request.path}, status=404)
     return status_response(404, f"the path {request.path} was not found")
+
+
+def _wants_html(request) -> bool:
+    return "text/html" in request.headers.get("Accept", "")
 
 
 def handler500(request):

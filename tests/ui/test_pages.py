@@ -152,3 +152,15 @@ def test_denying_several_requests_at_once_records_each_decision(console, admin_u
         assert er.status["approval"]["approvedBy"] == admin_user.username
     waiting = console.get("/admin/enrollment/enrollmentrequest/")
     assert not {er.name for er in waiting.context["requests"]} & set(names)
+
+
+def test_a_browser_gets_a_console_page_for_a_missing_page_and_the_api_keeps_status(console):
+    page = console.get("/admin/devices/device/no-such-device/console/",
+                       HTTP_ACCEPT="text/html,application/xhtml+xml")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
+    assert b"Not found" in page.content and b"/admin/" in page.content
+    api = console.get("/api/v1/devices/x/y/z", HTTP_ACCEPT="text/html")
+    assert api.status_code == 404 and api.json()["kind"] == "Status"
+    plain = console.get("/nothing-here")
+    assert plain.status_code == 404 and plain.json()["kind"] == "Status"
