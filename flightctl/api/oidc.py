@@ -5,7 +5,8 @@ client id is asked. Its signature is checked against the issuer's published keys
 through ``<issuer>/.well-known/openid-configuration``, or an OAuth2 provider's
 ``introspection.jwksUrl``, and cached), and so are ``iss``, ``aud`` (the client id) and the
 expiry. An opaque token (not a JWT, not one of ours) is checked at the ``userinfoUrl`` of the
-OAuth2 providers, and the answer is cached for a minute. The claims then become a local user
+OAuth2 providers, and the answer is cached for ``auth_provider_cache_ttl`` (5 s), so a token
+revoked at the provider is refused within that time. The claims then become a local user
 with roles and organizations (flightctl/api/claims.py).
 
 The configured issuer (``oidc_issuer``; ``oidc_username_claim``, ``oidc_roles_claim``) is the
@@ -23,16 +24,17 @@ import time
 
 import jwt
 import requests
+from django.conf import settings
 
 from flightctl.api import claims as claim_mapping
 from flightctl.api import providers
 from flightctl.api.errors import API_VERSION
 from flightctl.api.providers import Provider
+from flightctl.config import parse_duration
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
-USERINFO_TTL = 60.0
 
 
 class OIDCError(ValueError):
@@ -109,7 +111,8 @@ def authenticate_opaque(token: str):
     candidates = {p.name: p for p in providers.opaque_token_providers()}
     with _userinfo_lock:
         seen = _userinfo.get(digest)
-    if seen and time.monotonic() - seen[0] < USERINFO_TTL and seen[1] in candidates:
+    ttl = parse_duration(settings.FLIGHTCTL.auth_provider_cache_ttl)
+    if seen and time.monotonic() - seen[0] < ttl and seen[1] in candidates:
         return _user(seen[2], candidates[seen[1]])
     for provider in candidates.values():
         try:

@@ -53,10 +53,10 @@ def provider_document(issuer: str) -> dict:
                                         "separator": ":"}}}
 
 
-def web_login(cli, username: str, port: int) -> str:
+def web_login(cli, username: str, port: int, provider: str = "corp") -> str:
     """Run ``flightctl login --web --no-browser``, log in at the URL it prints; its output."""
     process = subprocess.Popen(
-        [str(FLIGHTCTL), "login", cli.server.url, "--web", "--no-browser", "--provider", "corp",
+        [str(FLIGHTCTL), "login", cli.server.url, "--web", "--no-browser", "--provider", provider,
          "--callback-port", str(port), "--certificate-authority", str(cli.server.ca)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env)
     try:
@@ -146,3 +146,68 @@ def test_web_login_roles_orgs_refresh_and_a_deleted_provider(server, fresh_cli, 
         headers={"Authorization": f"Bearer {current}"}, timeout=30).status_code == 401,
         15, what="the deleted provider's token refused")
     assert cli("get", "devices").code != 0
+
+
+def oauth2_document(issuer: str) -> dict:
+    """The same server as a plain OAuth2 provider: its endpoints named one by one, its access
+    tokens opaque (node-oidc-provider's default format), checked at its userinfo endpoint."""
+    return {"apiVersion": "flightctl.io/v1beta1", "kind": "AuthProvider",
+            "metadata": {"name": "corp-oauth2"},
+            "spec": {"providerType": "oauth2", "displayName": "Corp OAuth2",
+                     "authorizationUrl": f"{issuer}/auth", "tokenUrl": f"{issuer}/token",
+                     "userinfoUrl": f"{issuer}/me", "clientId": CLIENT_ID,
+                     "clientSecret": CLIENT_SECRET, "scopes": ["openid", "profile"],
+                     "organizationAssignment": {"type": "dynamic",
+                                                "claimPath": ["organizations"]},
+                     "roleAssignment": {"type": "dynamic", "claimPath": ["groups"],
+                                        "separator": ":"}}}
+
+
+def test_oauth2_provider_with_opaque_tokens_checked_at_its_userinfo_endpoint(
+        server, fresh_cli, issuer, callback_port, tmp_path):
+    cli = fresh_cli
+    created = server.api("PUT", "authproviders/corp-oauth2", json=oauth2_document(issuer))
+    assert created.status_code in (200, 201), created.text
+    assert "corp-oauth2" in cli.ok("login", server.url, "--show-providers",
+                                   "--certificate-authority", server.ca)
+
+    assert "Login successful" in web_login(cli, "alice", callback_port, "corp-oauth2")
+    saved = yaml.safe_load(cli.config_file.read_text())["authentication"]
+    first = saved["token"]
+    assert "." not in first and saved["refresh-token"]  # opaque, not a JWT
+
+    def status(token: str) -> int:
+        return requests.get(f"{server.url}/api/v1/auth/userinfo", verify=str(server.ca),
+                            headers={"Authorization": f"Bearer {token}"}, timeout=30
+                            ).status_code
+
+    # Roles and organization from the userinfo claims: an operator in "edge".
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(device("oauth2-dev")))
+    cli.ok("apply", "-f", tmp_path / "d.yaml")
+    edge = org_id(server, "edge")
+    assert server.api("GET", f"devices/oauth2-dev?org_id={edge}").status_code == 200
+    whoami = requests.get(f"{server.url}/api/v1/auth/userinfo", verify=str(server.ca),
+                          headers={"Authorization": f"Bearer {first}"}, timeout=30).json()
+    assert whoami["preferred_username"] == "alice"
+    assert [o["spec"]["externalId"] for o in whoami["organizations"]] == ["edge"]
+
+    # Refreshed through the token proxy at the provider's tokenUrl.
+    config = yaml.safe_load(cli.config_file.read_text())
+    config["authentication"]["access-token-expiry"] = "2000-01-01T00:00:00Z"
+    cli.config_file.write_text(yaml.safe_dump(config))
+    assert "oauth2-dev" in cli.ok("get", "devices", "-o", "name")
+    second = yaml.safe_load(cli.config_file.read_text())["authentication"]["token"]
+    assert second != first and "." not in second
+
+    # The first token revoked at the provider: refused once the short userinfo cache
+    # (auth_provider_cache_ttl) has run out; the second still works.
+    revoked = requests.post(f"{issuer}/token/revocation", timeout=30, data={
+        "token": first, "token_type_hint": "access_token", "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET})
+    assert revoked.status_code == 200, revoked.text
+    wait_for(lambda: status(first) == 401, 15, what="the revoked token refused")
+    assert status(second) == 200
+
+    # The provider deleted: its tokens are refused.
+    assert server.api("DELETE", "authproviders/corp-oauth2").status_code == 200
+    wait_for(lambda: status(second) == 401, 15, what="the deleted provider's token refused")

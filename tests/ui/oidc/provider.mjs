@@ -32,7 +32,8 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       ...(accounts[id] || {}),
     }),
   }),
-  features: { devInteractions: { enabled: true } },
+  // Revocation: a test revokes an (opaque) access token and sees our server refuse it.
+  features: { devInteractions: { enabled: true }, revocation: { enabled: true } },
   cookies: { keys: ['test-only-cookie-key'] },
 });
 provider.listen(Number(port), '127.0.0.1', () => console.log('ready'));
