@@ -36,6 +36,9 @@ def issuer(tmp_path_factory, callback_port):
         "alice": {"organizations": ["edge"], "groups": ["edge:flightctl-operator", "staff"]},
         # A viewer in "lab", and a member of "edge" without a role there.
         "bob": {"organizations": ["lab", "edge"], "groups": ["lab:flightctl-viewer"]},
+        # Operators of two organizations that both hold a device and a fleet of one name.
+        "dana": {"organizations": ["north"], "groups": ["north:flightctl-operator"]},
+        "erin": {"organizations": ["south"], "groups": ["south:flightctl-operator"]},
     }
     with running_issuer(work, clients=clients, accounts=accounts) as url:
         yield url
@@ -211,3 +214,53 @@ def test_oauth2_provider_with_opaque_tokens_checked_at_its_userinfo_endpoint(
     # The provider deleted: its tokens are refused.
     assert server.api("DELETE", "authproviders/corp-oauth2").status_code == 200
     wait_for(lambda: status(second) == 401, 15, what="the deleted provider's token refused")
+
+
+def test_two_organizations_with_the_same_names_by_the_cli(server, fresh_cli, issuer,
+                                                          callback_port, tmp_path):
+    assert server.api("PUT", "authproviders/corp", json=provider_document(issuer)
+                      ).status_code in (200, 201)
+    dana = fresh_cli
+    erin = type(dana)(tmp_path / "erin", server)
+    (tmp_path / "erin").mkdir()
+    web_login(dana, "dana", callback_port)
+    web_login(erin, "erin", callback_port)  # "south" exists from here on
+    orgs = {name: org_id(server, name) for name in ("north", "south")}
+    for name, org in orgs.items():
+        body = device("dev1")
+        body["metadata"]["labels"] = {"site": name}
+        fleet = {"apiVersion": "flightctl.io/v1beta1", "kind": "Fleet",
+                 "metadata": {"name": "f1"},
+                 "spec": {"selector": {"matchLabels": {"fleet": name}},  # not dev1
+                          "template": {"spec": {"os": {"image": f"quay.io/{name}/os:1"}}}}}
+        assert server.api("POST", f"devices?org_id={org}", json=body).status_code == 201
+        assert server.api("POST", f"fleets?org_id={org}", json=fleet).status_code == 201
+
+    def labels(org: str) -> dict:
+        return server.api("GET", f"devices/dev1?org_id={orgs[org]}").json()["metadata"][
+            "labels"]
+
+    # Each sees its own dev1 and f1 only.
+    assert dana.ok("get", "devices", "-o", "name").split() == ["device/dev1"]
+    assert yaml.safe_load(dana.ok("get", "device/dev1", "-o", "yaml"))["metadata"][
+        "labels"] == {"site": "north"}
+    assert "quay.io/south" not in dana.ok("get", "fleet/f1", "-o", "yaml")
+    assert yaml.safe_load(erin.ok("get", "device/dev1", "-o", "yaml"))["metadata"][
+        "labels"] == {"site": "south"}
+    # Dana's changes reach north's objects only.
+    changed = device("dev1")
+    changed["metadata"]["labels"] = {"site": "north", "rack": "r9"}
+    (tmp_path / "dev1.yaml").write_text(yaml.safe_dump(changed))
+    dana.ok("apply", "-f", tmp_path / "dev1.yaml")
+    assert (labels("north"), labels("south")) == ({"site": "north", "rack": "r9"},
+                                                  {"site": "south"})
+    dana.ok("delete", "fleet/f1")
+    assert server.api("GET", f"fleets/f1?org_id={orgs['north']}").status_code == 404
+    assert server.api("GET", f"fleets/f1?org_id={orgs['south']}").status_code == 200
+    # Naming the other organization: refused.
+    for args in (("get", "devices", "--org", orgs["south"]),
+                 ("delete", "device/dev1", "--org", orgs["south"])):
+        refused = dana(*args)
+        assert refused.code != 0 and "not a member of the organization" in refused.err
+    assert labels("south") == {"site": "south"}
+    assert server.api("DELETE", "authproviders/corp").status_code == 200
