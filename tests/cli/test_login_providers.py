@@ -201,19 +201,33 @@ def test_oauth2_provider_with_opaque_tokens_checked_at_its_userinfo_endpoint(
     assert "oauth2-dev" in cli.ok("get", "devices", "-o", "name")
     second = yaml.safe_load(cli.config_file.read_text())["authentication"]["token"]
     assert second != first and "." not in second
-
-    # The first token revoked at the provider: refused once the short userinfo cache
-    # (auth_provider_cache_ttl) has run out; the second still works.
+    # Another login (another grant at the provider), then the refreshed token revoked at the
+    # provider: that grant's tokens are refused once the short userinfo cache
+    # (auth_provider_cache_ttl) has run out; the other login's token still works.
+    other = type(cli)(tmp_path / "other", server)
+    (tmp_path / "other").mkdir()
+    web_login(other, "alice", callback_port, "corp-oauth2")
+    third = yaml.safe_load(other.config_file.read_text())["authentication"]["token"]
     revoked = requests.post(f"{issuer}/token/revocation", timeout=30, data={
-        "token": first, "token_type_hint": "access_token", "client_id": CLIENT_ID,
+        "token": second, "token_type_hint": "access_token", "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET})
     assert revoked.status_code == 200, revoked.text
-    wait_for(lambda: status(first) == 401, 15, what="the revoked token refused")
-    assert status(second) == 200
+    wait_for(lambda: status(second) == 401, 15, what="the revoked token refused")
+    assert status(third) == 200
+
+    # With an RFC 7662 introspection endpoint the token must be active there too: a wrong
+    # endpoint refuses it, the provider's own accepts it again.
+    document = oauth2_document(issuer)
+    for url, expected in ((f"{issuer}/no-such-endpoint", 401),
+                          (f"{issuer}/token/introspection", 200)):
+        document["spec"]["introspection"] = {"type": "rfc7662", "url": url}
+        assert server.api("PUT", "authproviders/corp-oauth2", json=document).status_code == 200
+        wait_for(lambda expected=expected: status(third) == expected, 15,
+                 what=f"introspection at {url} deciding")
 
     # The provider deleted: its tokens are refused.
     assert server.api("DELETE", "authproviders/corp-oauth2").status_code == 200
-    wait_for(lambda: status(second) == 401, 15, what="the deleted provider's token refused")
+    wait_for(lambda: status(third) == 401, 15, what="the deleted provider's token refused")
 
 
 def test_two_organizations_with_the_same_names_by_the_cli(server, fresh_cli, issuer,
