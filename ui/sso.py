@@ -116,7 +116,7 @@ def callback(request):
         claims = oidc.decode_for(body["id_token"], idp)
         if claims.get("nonce") != pending["nonce"]:
             return _failed(request, "the ID token was not issued for this login")
-        who = claim_mapping.identity(claims, idp.spec)
+        who = claim_mapping.identity_for(claims, idp)
     except (requests.RequestException, ValueError, KeyError, oidc.OIDCError) as exc:
         return _failed(request, str(exc))
     if not (who.superadmin or who.roles or any(who.org_roles.values())):

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from flightctl import sealing
-from flightctl.api import providers
+from flightctl.api import claims, providers
 from flightctl.api.errors import ApiError, bad_request, conflict
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
@@ -34,7 +35,7 @@ REQUIRED = {
 }
 URL_FIELDS = ("issuer", "authorizationUrl", "tokenUrl", "userinfoUrl")
 STRING_FIELDS = ("displayName", "clientId", "clientSecret")
-SUPER_ADMIN_ANNOTATION = "auth-provider/createdBySuperAdmin"
+SUPER_ADMIN_ANNOTATION = providers.SUPER_ADMIN_ANNOTATION
 _URL_RE = re.compile(r"^https?://[^/\s]+\S*$")
 
 AUTHPROVIDER_FIELDS = {
@@ -159,11 +160,16 @@ class AuthProviderSerializer(ResourceSerializer):
         validate_authprovider_spec(spec, errors)
 
 
-def needs_super_admin(spec: dict) -> str | None:
-    """Why only a super administrator may write ``spec``; None if anyone may."""
-    org_type = (spec.get("organizationAssignment") or {}).get("type")
+def needs_super_admin(spec: dict, own_org: str | None) -> str | None:
+    """Why only a super administrator may write ``spec`` in the organization named
+    ``own_org``; None if its administrators may."""
+    assignment = spec.get("organizationAssignment") or {}
+    org_type = assignment.get("type")
     if org_type in ("dynamic", "perUser"):
         return f"a {org_type} organization assignment"
+    name = assignment.get("organizationName") or claims.DEFAULT_ORG_NAME
+    if org_type == "static" and name != own_org:
+        return "a provider whose users join another organization"
     roles = spec.get("roleAssignment") or {}
     if roles.get("type") == "static" and "flightctl-admin" in (roles.get("roles") or []):
         return "granting flightctl-admin"
@@ -181,9 +187,13 @@ class AuthProviderViewSet(ResourceViewSet):
         if name in (providers.STATIC_NAME, providers.LOCAL_NAME):
             raise bad_request(f'metadata.name: Invalid value: "{name}": the name of a '
                               "provider built into the server")
-        reason = needs_super_admin(spec)
+        reason = needs_super_admin(spec, claims.organization_name(self.org_id))
         if reason and not self.request.user.is_superuser:
             raise ApiError(403, f"only a super administrator may create {reason}")
+        # One name, one provider: POST /auth/<name>/token and the mirrored users'
+        # "<name>:<user>" must not be ambiguous between organizations.
+        if AuthProvider.objects.filter(name=name).exclude(org_id=self.org_id).exists():
+            raise conflict(f'an auth provider named "{name}" exists in another organization')
         if spec.get("providerType") == "oidc":
             twins = AuthProvider.objects.filter(
                 spec__providerType="oidc", spec__issuer=spec.get("issuer"),
@@ -218,7 +228,15 @@ class AuthProviderViewSet(ResourceViewSet):
     def apply_changes(self, obj, incoming: Incoming) -> list[str]:
         if incoming.spec is not None:
             incoming.spec = self._sealed(incoming.spec, obj.spec)
-        return super().apply_changes(obj, incoming)
+        changed = super().apply_changes(obj, incoming)
+        # A super administrator's provider rewritten by somebody else is no longer trusted
+        # as one (flightctl/api/providers.py, Provider.trusted).
+        if (changed and not self.request.user.is_superuser
+                and SUPER_ADMIN_ANNOTATION in (obj.annotations or {})):
+            obj.annotations = {k: v for k, v in obj.annotations.items()
+                               if k != SUPER_ADMIN_ANNOTATION}
+            changed.append("metadata.annotations")
+        return changed
 
     def after_write(self, obj, *, created: bool, changed: list[str]) -> None:
         super().after_write(obj, created=created, changed=changed)
@@ -226,4 +244,7 @@ class AuthProviderViewSet(ResourceViewSet):
 
     def after_delete(self, obj) -> None:
         super().after_delete(obj)
+        # Its mirrored users go with it (with their memberships and tokens): a provider of
+        # that name created later, perhaps in another organization, starts afresh.
+        get_user_model().objects.filter(username__startswith=f"{obj.name}:").delete()
         transaction.on_commit(providers.invalidate)

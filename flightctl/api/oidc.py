@@ -172,7 +172,7 @@ def _opaque_claims(provider: Provider, token: str) -> dict | None:
 
 def _user(claims: dict, provider: Provider):
     try:
-        who = claim_mapping.identity(claims, provider.spec)
+        who = claim_mapping.identity_for(claims, provider)
     except claim_mapping.ClaimsError as exc:
         raise OIDCError(str(exc)) from exc
     return claim_mapping.user_for(who, provider.name)

@@ -28,6 +28,8 @@ STATIC_NAME = "oidc"  # the configured issuer, as /auth/config has always named 
 LOCAL_NAME = "local"  # the bundled password issuer
 PURPOSE = b"flightctl-authprovider"
 MAX_PROVIDERS = 1000
+#: set on an AuthProvider a super administrator wrote (flightctl/api/authproviders.py)
+SUPER_ADMIN_ANNOTATION = "auth-provider/createdBySuperAdmin"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class Provider:
     spec: dict
     static: bool = False
     org_id: uuid.UUID = DEFAULT_ORG_ID
+    #: configured, or written by a super administrator. An organization administrator's
+    #: provider is not: its users are confined to its organization and never super
+    #: administrators (flightctl/api/claims.py), and it is shown no opaque tokens.
+    trusted: bool = True
 
     @property
     def type(self) -> str:
@@ -122,7 +128,8 @@ def _load() -> list[Provider]:
                 spec["clientSecret"] = sealing.decrypt(spec["clientSecret"], PURPOSE)
             except sealing.SecretError:
                 spec["clientSecret"] = ""  # the token proxy will say the provider refused
-        found.append(Provider(row.name, spec, org_id=row.org_id))
+        trusted = (row.annotations or {}).get(SUPER_ADMIN_ANNOTATION) == "true"
+        found.append(Provider(row.name, spec, org_id=row.org_id, trusted=trusted))
     return found
 
 
@@ -167,6 +174,11 @@ def for_token_claims(issuer: str, audience) -> Provider | None:
 
 
 def opaque_token_providers() -> list[Provider]:
-    """OAuth2 providers whose opaque tokens are checked at their userinfo endpoint."""
-    return [p for p in dynamic() if p.enabled and p.type == "oauth2"
+    """OAuth2 providers whose opaque tokens are checked at their userinfo endpoint.
+
+    An opaque token does not say where it comes from, so it is shown to each of these in turn:
+    only trusted providers are asked, or an organization administrator's provider would be
+    handed every other tenant's (and every super administrator's) tokens. Theirs must issue
+    JWT access tokens (``introspection: {type: jwt}``)."""
+    return [p for p in dynamic() if p.enabled and p.trusted and p.type == "oauth2"
             and p.spec.get("userinfoUrl")]
