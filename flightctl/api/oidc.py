@@ -117,7 +117,7 @@ def authenticate_opaque(token: str):
     if seen and time.monotonic() - seen[0] < ttl and seen[1] in candidates:
         return _user(seen[2], candidates[seen[1]])
     for provider in candidates.values():
-        found = _opaque_claims(provider, token)
+        found = opaque_claims(provider, token)
         if found is not None:
             with _userinfo_lock:
                 if len(_userinfo) > 10000:
@@ -144,7 +144,7 @@ def _json_object(provider: Provider, what: str, send) -> dict | None:
     return found if isinstance(found, dict) else None
 
 
-def _opaque_claims(provider: Provider, token: str) -> dict | None:
+def opaque_claims(provider: Provider, token: str) -> dict | None:
     """The claims of ``token`` if ``provider`` vouches for it. With ``introspection: {type:
     rfc7662, url}`` the token must be active there, and issued to our client id when the
     answer names one (the client authenticates as at the token endpoint, client_secret_post,
