@@ -251,3 +251,24 @@ def test_deleting_a_provider_removes_its_mirrored_users(api):
     assert api.delete(f"{AP}/corp").status_code == 200
     names = set(get_user_model().objects.values_list("username", flat=True))
     assert "corp:alice" not in names and "bystander" in names
+
+
+def test_a_new_password_ends_the_refresh_tokens_of_the_old_one(anon):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("carol", password="first-pass-1")
+    login = anon.post("/api/v1/auth/local/token", {"grant_type": "password",
+                                                   "username": "carol",
+                                                   "password": "first-pass-1"}, format="json")
+    assert login.status_code == 200, login.json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": login.json()["refresh_token"]}
+    assert anon.post("/api/v1/auth/local/token", refresh, format="json").status_code == 200
+    user.set_password("second-pass-2")
+    user.save()
+    stale = anon.post("/api/v1/auth/local/token", refresh, format="json")
+    assert stale.status_code == 400 and stale.json() == {
+        "error": "invalid_grant", "error_description": "the password changed since this login"}
+    wrong = anon.post("/api/v1/auth/local/token", {"grant_type": "password",
+                                                   "username": "carol", "password": "nope"},
+                      format="json")
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
