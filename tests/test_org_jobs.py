@@ -1,9 +1,9 @@
 """Periodic work per organization: two organizations with a device, a fleet, a repository and
 a ResourceSync of the same names, and every periodic job and task handler keeps them apart
-(names are unique per organization only): fleet matching, validation and rollout progression;
-the connectivity check and the alert exporter (a real Alertmanager); repository checks and
-ResourceSync runs against a real git server; dependency sync; console session cleanup. Events
-carry the organization of the object they are about.
+(names are unique per organization only): fleet matching, validation and rollout
+progression; the inventory gauges; the connectivity check and the alert exporter (a real
+Alertmanager); repository checks and ResourceSync runs against a real git server; dependency
+sync; console session cleanup. Events carry the organization of the object they are about.
 
 The queued follow-up tasks run in this process through the worker's own entry point
 (:func:`flightctl.tasks.execute`), one after another, as a django-q worker would."""
@@ -109,6 +109,17 @@ def test_fleet_tasks_and_rollout_progress_keep_organizations_apart(api, orgs):
     # B's fleet and device have no event of A's rollout.
     assert "FleetRolloutStarted" in events(a, "f1", "Fleet")
     assert events(b, "f1", "Fleet").count("FleetRolloutStarted") == 1  # its own first one
+    # The inventory gauges count each organization's f1 and dev1 apart.
+    from devices.metrics import device_families
+    from fleets.metrics import fleet_families
+
+    summary = next(f for f in device_families() if f.name == "flightctl_devices_summary")
+    counted = {(s.labels["organization_id"], s.labels["fleet"]): s.value
+               for s in summary.samples}
+    assert counted == {(str(a.id), "f1"): 1, (str(b.id), "f1"): 1}
+    fleets = {s.labels["organization_id"]: s.value for s in fleet_families()[0].samples}
+    assert fleets == {str(a.id): 1, str(b.id): 1}
+
     # A's dev1 relabelled (device-owner task): it leaves A's f1, B's dev1 stays in B's f1.
     body = device("dev1")
     body["metadata"]["labels"] = {"site": "x"}
