@@ -12,7 +12,10 @@ from tests.oidc_issuer import browser_login, running_issuer
 from tests.ui.harness import Server, free_port, wait
 
 ACCOUNTS = {"alice": {"organizations": ["team-a"], "groups": ["team-a:flightctl-operator"]},
-            "carol": {"organizations": ["team-b"], "groups": ["team-b:flightctl-operator"]}}
+            "carol": {"organizations": ["team-b"], "groups": ["team-b:flightctl-operator"]},
+            # A member of both: a viewer in team-a, an operator in team-b.
+            "bob": {"organizations": ["team-a", "team-b"],
+                    "groups": ["team-a:flightctl-viewer", "team-b:flightctl-operator"]}}
 
 
 def _provider(issuer: str) -> dict:
@@ -47,7 +50,7 @@ def server(tmp_path_factory):
             assert server.api.post(server.url("/api/v1/authproviders"), json=_provider(issuer),
                                    timeout=30).status_code == 201
             # Both organizations come into being as their users first log in.
-            for user in ACCOUNTS:
+            for user in ("alice", "carol"):
                 session = requests.Session()
                 session.trust_env, session.verify = False, server.ca
                 assert browser_login(server.url(
@@ -69,20 +72,29 @@ def _in(server, org: str, path: str) -> dict:
     return server.get(path, org_id=server.orgs[org])
 
 
-def test_a_user_of_one_organization_sees_and_changes_only_its_objects(browser, server):
+def _sso_login(browser, username: str) -> None:
     browser.driver.delete_all_cookies()
     browser.open("/admin/login/?next=/admin/")
     browser.click("#sso-login")
-    browser.fill("input[name=login]", "alice")  # the provider's own login form
+    browser.fill("input[name=login]", username)  # the provider's own login form
     browser.fill("input[name=password]", "anything")
     browser.click("button[type=submit]")
     wait("the consent page", lambda: not browser.css("input[name=login]"), 20, 0.2)
     browser.click("button[type=submit]")
     wait("the console", lambda: "Overview" in browser.driver.title, 30, 0.3)
-    assert browser.css(".role-badge")[0].text == "operator"
 
+
+def _device_rows(browser) -> list[str]:
     browser.open("/admin/devices/device/")
-    rows = [row.text for row in browser.css("#content tbody tr")]
+    return [row.text for row in browser.css("#content tbody tr")]
+
+
+def test_a_user_of_one_organization_sees_and_changes_only_its_objects(browser, server):
+    _sso_login(browser, "alice")
+    assert browser.css(".role-badge")[0].text == "operator"
+    assert not browser.css("#org-switch")  # one organization: nothing to switch
+
+    rows = _device_rows(browser)
     assert len(rows) == 1 and "dev1" in rows[0] and "site=a" in rows[0], rows
     browser.open("/admin/fleets/fleet/f1/")
     page = browser.text()
@@ -111,3 +123,31 @@ def test_a_user_of_one_organization_sees_and_changes_only_its_objects(browser, s
         return _in(server, org, "/api/v1/fleets/f1")["spec"]["template"]["spec"]["os"]["image"]
 
     assert (image("a"), image("b")) == ("quay.io/a/os:2", "quay.io/b/os:1")
+
+
+def test_a_member_of_both_switches_between_them_with_its_role_in_each(browser, server):
+    from selenium.webdriver.support.ui import Select
+
+    _sso_login(browser, "bob")
+    options = {o.get_attribute("value") for o in browser.css("#org-switch option")}
+    assert options == set(server.orgs.values())
+    for site, role in (("b", "operator"), ("a", "viewer")):
+        Select(browser.one("#org-switch")).select_by_value(server.orgs[site])
+        wait(f"the console in team-{site}", lambda site=site: browser.css(
+            f'#org-switch option[value="{server.orgs[site]}"][selected]'), 20, 0.3)
+        assert browser.css(".role-badge")[0].text == role
+        rows = _device_rows(browser)
+        assert len(rows) == 1 and f"site={site}" in rows[0], rows
+    # As a viewer in team-a, no label form on team-a's dev1.
+    browser.open("/admin/devices/device/dev1/")
+    assert not browser.css("#labels-form")
+    # A forged choice (an organization bob is not in) is refused; he stays where he was.
+    browser.open("/admin/")
+    browser.driver.execute_script(
+        "const s = document.getElementById('org-switch');"
+        "s.options[0].value = '00000000-0000-0000-0000-000000000000'; s.selectedIndex = 0;"
+        "s.form.submit();")
+    wait("the refusal", lambda: "Forbidden" in browser.driver.page_source
+         or "403" in browser.driver.title, 20, 0.3)
+    rows = _device_rows(browser)
+    assert len(rows) == 1 and "site=a" in rows[0], rows
