@@ -278,3 +278,46 @@ def test_two_organizations_with_the_same_names_by_the_cli(server, fresh_cli, iss
         assert refused.code != 0 and "not a member of the organization" in refused.err
     assert labels("south") == {"site": "south"}
     assert server.api("DELETE", "authproviders/corp").status_code == 200
+
+
+BROWSER_STUB = """#!{python}
+# The user's browser, as Python's webbrowser module starts one (BROWSER=<this file>, the URL
+# as its argument): it returns at once and goes on in the background, through the
+# provider's login and consent pages to the command's loopback callback.
+import os
+import sys
+
+if os.fork():
+    sys.exit(0)
+os.setsid()
+log = open({log!r}, "a")
+os.dup2(log.fileno(), 1)
+os.dup2(log.fileno(), 2)
+sys.path.insert(0, {root!r})
+from tests.oidc_issuer import browser_login
+
+print(sys.argv[1], flush=True)
+print(browser_login(sys.argv[1], "alice").status_code, flush=True)
+"""
+
+
+def test_web_login_opens_the_browser(server, fresh_cli, issuer, callback_port, tmp_path):
+    import sys
+    from pathlib import Path
+
+    assert server.api("PUT", "authproviders/corp", json=provider_document(issuer)
+                      ).status_code in (200, 201)
+    stub, log = tmp_path / "browser", tmp_path / "browser.log"
+    stub.write_text(BROWSER_STUB.format(python=sys.executable, log=str(log),
+                                        root=str(Path(__file__).resolve().parents[2])))
+    stub.chmod(0o755)
+    out = fresh_cli.ok("login", server.url, "--web", "--provider", "corp", "--callback-port",
+                       callback_port, "--certificate-authority", server.ca,
+                       env={"BROWSER": str(stub)})
+    assert "Login successful" in out
+    opened, answered = log.read_text().split()[:2]
+    assert opened.split("?")[0].endswith("/auth") and "code_challenge=" in opened
+    assert answered == "200"
+    saved = yaml.safe_load(fresh_cli.config_file.read_text())["authentication"]
+    assert saved["token"].count(".") == 2 and saved["auth-provider"]["name"] == "corp"
+    assert server.api("DELETE", "authproviders/corp").status_code == 200
