@@ -109,6 +109,20 @@ def test_fleet_tasks_and_rollout_progress_keep_organizations_apart(api, orgs):
     # B's fleet and device have no event of A's rollout.
     assert "FleetRolloutStarted" in events(a, "f1", "Fleet")
     assert events(b, "f1", "Fleet").count("FleetRolloutStarted") == 1  # its own first one
+    # Re-renders asked for in one organization render its devices only (fleet-render,
+    # device-render-batch; an id of the other organization in a batch is ignored).
+    from devices.hooks import request_fleet_render, request_renders
+    from devices.models import Device
+
+    Device.objects.filter(name="dev1").update(rendered_hash="", rendered_spec={})
+    request_fleet_render(row(a, Fleet, "f1"))
+    drain()
+    assert (image_of(a), image_of(b)) == ("quay.io/a/os:2", None)
+    Device.objects.filter(org_id=a.id).update(rendered_hash="", rendered_spec={})
+    request_renders(b.id, [row(b).pk, row(a).pk])
+    drain()
+    assert (image_of(a), image_of(b)) == (None, "quay.io/b/os:1")
+
     # The inventory gauges count each organization's f1 and dev1 apart.
     from devices.metrics import device_families
     from fleets.metrics import fleet_families
