@@ -85,6 +85,10 @@ def image_of(org) -> str:
 
 
 def test_fleet_tasks_and_rollout_progress_keep_organizations_apart(api, orgs):
+    from devices.hooks import request_fleet_render, request_renders
+    from devices.metrics import device_families
+    from devices.models import Device
+    from fleets.metrics import fleet_families
     from fleets.models import Fleet
     from fleets.tasks import progress_all
 
@@ -111,9 +115,6 @@ def test_fleet_tasks_and_rollout_progress_keep_organizations_apart(api, orgs):
     assert events(b, "f1", "Fleet").count("FleetRolloutStarted") == 1  # its own first one
     # Re-renders asked for in one organization render its devices only (fleet-render,
     # device-render-batch; an id of the other organization in a batch is ignored).
-    from devices.hooks import request_fleet_render, request_renders
-    from devices.models import Device
-
     Device.objects.filter(name="dev1").update(rendered_hash="", rendered_spec={})
     request_fleet_render(row(a, Fleet, "f1"))
     drain()
@@ -124,9 +125,6 @@ def test_fleet_tasks_and_rollout_progress_keep_organizations_apart(api, orgs):
     assert (image_of(a), image_of(b)) == (None, "quay.io/b/os:1")
 
     # The inventory gauges count each organization's f1 and dev1 apart.
-    from devices.metrics import device_families
-    from fleets.metrics import fleet_families
-
     summary = next(f for f in device_families() if f.name == "flightctl_devices_summary")
     counted = {(s.labels["organization_id"], s.labels["fleet"]): s.value
                for s in summary.samples}
@@ -201,23 +199,21 @@ def accessible(org, name: str = "r1") -> str:
 
 def test_repository_checks_and_resource_syncs_per_organization(api, orgs, make_repo,
                                                                git_daemon):
+    from django_q.models import OrmQ
+
     from fleets.models import Fleet
     from repos.models import Repository
     from repos.tasks import check_all_repositories, sync_all_resource_syncs
 
     a, b = orgs
-    served = {}
     for org, fleet in ((a, "fleet-of-a"), (b, "fleet-of-b")):
         repo = make_repo()
         repo.commit({"fleets/f.yaml": fleet_yaml(fleet)})
-        served[org.id] = repo
         put_repo(api, org, git_daemon + repo.name)
         body = {"apiVersion": "flightctl.io/v1beta1", "kind": "ResourceSync",
                 "metadata": {"name": "rs1"},
                 "spec": {"repository": "r1", "targetRevision": "main", "path": "/fleets"}}
         assert api.post(f"{RS}?org_id={org.id}", body, format="json").status_code == 201
-    from django_q.models import OrmQ
-
     OrmQ.objects.all().delete()  # the periodic jobs do it below
     sync_all_resource_syncs()
     drain()
