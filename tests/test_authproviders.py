@@ -108,6 +108,7 @@ def test_lists_select_and_page(api):
     ({"organizationAssignment": {"type": "x"}}, "spec.organizationAssignment.type: Unsupported"),
     ({"usernameClaim": []}, "spec.usernameClaim: Invalid value"),
     ({"enabled": "yes"}, "spec.enabled: Invalid value"),
+    ({"issuer": "http://idp.example.com"}, "spec.issuer: Invalid value"),
 ])
 def test_bad_specs_are_400_with_the_field(api, change, message):
     document = oidc_provider()
@@ -272,3 +273,21 @@ def test_a_new_password_ends_the_refresh_tokens_of_the_old_one(anon):
                                                    "username": "carol", "password": "nope"},
                       format="json")
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
+
+
+def test_secrets_go_only_where_they_were_given_for(api):
+    """Plain HTTP only to loopback (``plain_http_credential_hosts``), and a stored secret is
+    not kept (``*****``) for new endpoints: they need the secret itself."""
+    plain = api.post(AP, oidc_provider(issuer="http://idp.example.com/realms/x"), format="json")
+    assert plain.status_code == 400 and "not sent over plain HTTP to idp.example.com" in \
+        plain.json()["message"]
+    assert api.post(AP, oidc_provider(issuer="http://127.0.0.1:8080/realms/x"),
+                    format="json").status_code == 201
+    masked = oidc_provider(issuer="https://elsewhere.example.com", clientSecret="*****")
+    moved = api.put(f"{AP}/corp", masked, format="json")
+    assert moved.status_code == 400 and "endpoints changed" in moved.json()["message"]
+    same = oidc_provider(issuer="http://127.0.0.1:8080/realms/x", clientSecret="*****",
+                         displayName="Renamed")
+    assert api.put(f"{AP}/corp", same, format="json").status_code == 200
+    moved = oidc_provider(issuer="https://elsewhere.example.com", clientSecret="new-secret")
+    assert api.put(f"{AP}/corp", moved, format="json").status_code == 200
