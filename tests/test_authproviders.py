@@ -291,3 +291,12 @@ def test_secrets_go_only_where_they_were_given_for(api):
     assert api.put(f"{AP}/corp", same, format="json").status_code == 200
     moved = oidc_provider(issuer="https://elsewhere.example.com", clientSecret="new-secret")
     assert api.put(f"{AP}/corp", moved, format="json").status_code == 200
+    # A row that breaks the rule (written before it, or the setting changed) is not used.
+    from flightctl.api import providers
+    from flightctl.models import AuthProvider
+
+    row = AuthProvider.objects.get(name="corp")
+    AuthProvider.objects.filter(pk=row.pk).update(
+        spec={**row.spec, "issuer": "http://idp.example.com"},
+        resource_version=row.resource_version + 1)
+    assert "corp" not in [p.name for p in providers.dynamic()]

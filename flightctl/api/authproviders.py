@@ -13,9 +13,7 @@ are seen by every process within ``auth_provider_cache_ttl`` (flightctl/api/prov
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -36,8 +34,6 @@ REQUIRED = {
                "organizationAssignment", "roleAssignment"),
 }
 URL_FIELDS = ("issuer", "authorizationUrl", "tokenUrl", "userinfoUrl")
-#: where the server sends the client secret or users' tokens (an issuer: its token endpoint)
-SECRET_DESTINATIONS = ("issuer", "tokenUrl", "userinfoUrl", "introspection.url")
 STRING_FIELDS = ("displayName", "clientId", "clientSecret")
 SUPER_ADMIN_ANNOTATION = providers.SUPER_ADMIN_ANNOTATION
 _URL_RE = re.compile(r"^https?://[^/\s]+\S*$")
@@ -111,29 +107,13 @@ def _validate_introspection(errors: Errors, value) -> None:
         errors.invalid(f"{path}.{url_key}", url, "must be an http(s) URL")
 
 
-def _destinations(spec: dict) -> dict[str, str]:
-    introspection = spec.get("introspection")
-    values = {**spec, "introspection.url": introspection.get("url")
-              if isinstance(introspection, dict) else None}
-    return {key: values[key] for key in SECRET_DESTINATIONS
-            if isinstance(values.get(key), str) and values[key]}
-
-
 def _plain_http(errors: Errors, spec: dict) -> None:
-    """Secrets and tokens never cross the network in clear: a plain http:// destination is
-    allowed only for the hosts of ``plain_http_credential_hosts`` (loopback by default), the
-    rule the repositories' credentials follow."""
-    allowed = {h.strip("[]").lower() for h in settings.FLIGHTCTL.plain_http_credential_hosts}
-    for key, url in _destinations(spec).items():
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-        except ValueError:
-            continue  # not a URL: the URL check says so
-        if parts.scheme.lower() == "http" and host not in allowed:
-            errors.invalid(f"spec.{key}", url, "must be https: the client secret and users' "
-                           f"tokens are not sent over plain HTTP to {host} (only to the "
-                           "hosts of plain_http_credential_hosts)")
+    found = providers.plain_http_destination(spec)
+    if found:
+        key, url, host = found
+        errors.invalid(f"spec.{key}", url, "must be https: the client secret and users' "
+                       f"tokens are not sent over plain HTTP to {host} (only to the hosts of "
+                       "plain_http_credential_hosts)")
 
 
 def validate_authprovider_spec(spec: dict, errors: Errors) -> None:
@@ -234,7 +214,7 @@ class AuthProviderViewSet(ResourceViewSet):
     def _sealed(self, spec: dict, stored: dict | None) -> dict:
         spec = dict(spec)
         if (spec.get("clientSecret") == sealing.MASK and stored is not None
-                and _destinations(spec) != _destinations(stored)):
+                and providers.destinations(spec) != providers.destinations(stored)):
             # The stored secret goes only where it was given for: a new destination must
             # come with the secret itself.
             raise bad_request(f'spec.clientSecret: Invalid value: "{sealing.MASK}": the '
