@@ -108,6 +108,7 @@ def test_lists_select_and_page(api):
     ({"organizationAssignment": {"type": "x"}}, "spec.organizationAssignment.type: Unsupported"),
     ({"usernameClaim": []}, "spec.usernameClaim: Invalid value"),
     ({"enabled": "yes"}, "spec.enabled: Invalid value"),
+    ({"issuer": "http://idp.example.com"}, "spec.issuer: Invalid value"),
 ])
 def test_bad_specs_are_400_with_the_field(api, change, message):
     document = oidc_provider()
@@ -137,10 +138,16 @@ def test_roles_decide_who_writes_providers(api):
     assert viewer.post(AP, oidc_provider("v", "https://v.example.com"),
                        format="json").status_code == 403
     assert operator.delete(f"{AP}/corp").status_code == 403
-    # An org admin may add a provider mapping into one organization, not one that creates
-    # organizations from claims or grants super administrators.
-    assert org_admin.post(AP, oidc_provider("o", "https://o.example.com"),
-                          format="json").status_code == 201
+    # An org admin may add a provider mapping into its own organization, not one whose users
+    # join another, nor one that creates organizations from claims or grants super
+    # administrators.
+    own = {"type": "static", "organizationName": "default"}
+    created = org_admin.post(AP, oidc_provider("o", "https://o.example.com",
+                                               organizationAssignment=own), format="json")
+    assert created.status_code == 201 and not created.json()["metadata"].get("annotations")
+    elsewhere = org_admin.post(AP, oidc_provider("e", "https://e.example.com"), format="json")
+    assert elsewhere.status_code == 403 and "another organization" in elsewhere.json()[
+        "message"]
     dynamic = oidc_provider("d", "https://d.example.com", organizationAssignment={
         "type": "dynamic", "claimPath": ["orgs"]})
     refused = org_admin.post(AP, dynamic, format="json")
@@ -177,3 +184,119 @@ def test_other_processes_see_a_change_within_the_cache_ttl(api, settings, monkey
     assert [p.name for p in providers.dynamic()] == ["corp"]  # still cached
     time.sleep(1.1)
     assert providers.dynamic() == []
+
+
+def test_an_org_admins_provider_is_confined_to_its_organization(api):
+    """An organization administrator's provider (not trusted): whatever its IdP says, its
+    users are never super administrators and join no other organization; it is shown no
+    opaque tokens; a super administrator's provider rewritten by it loses its trust; and its
+    name is its own across organizations."""
+    import uuid
+
+    from flightctl.api import claims, providers
+    from flightctl.models import DEFAULT_ORG_ID, Organization
+
+    org_admin = client_for("olga", "org-admin")
+    own = {"type": "static", "organizationName": "default"}
+    assert org_admin.post(AP, oidc_provider("o", organizationAssignment=own),
+                          format="json").status_code == 201
+    assert org_admin.post(AP, {**oauth2_provider(), "spec": {
+        **oauth2_provider()["spec"], "organizationAssignment": own}},
+        format="json").status_code == 201
+    found = {p.name: p for p in providers.dynamic()}
+    assert not found["o"].trusted and not found["gh"].trusted
+    assert providers.opaque_token_providers() == []
+    greedy = {"preferred_username": "mallory", "groups": [
+        "flightctl-admin", "flightctl-operator", "default:flightctl-org-admin",
+        "other:flightctl-org-admin"]}
+    spec = {**found["o"].spec, "organizationAssignment": {
+        "type": "dynamic", "claimPath": ["orgs"]}}  # as if stored before the rule
+    who = claims.identity_for({**greedy, "orgs": ["default", "other"]},
+                              providers.Provider("o", spec, org_id=DEFAULT_ORG_ID,
+                                                 trusted=False))
+    assert (who.superadmin, who.organizations, who.roles, who.org_roles) == (
+        False, ["default"], {"operator"}, {"default": {"org-admin"}})
+    trusted = claims.identity_for({**greedy, "orgs": ["default", "other"]},
+                                  providers.Provider("o", spec, org_id=DEFAULT_ORG_ID))
+    assert trusted.superadmin and trusted.organizations == ["default", "other"]
+
+    # The super administrator's provider, rewritten by the org admin: no longer trusted.
+    assert api.post(AP, oidc_provider("corp", "https://c.example.com",
+                                      organizationAssignment=own), format="json"
+                    ).status_code == 201
+    assert {p.name: p for p in providers.dynamic()}["corp"].trusted
+    rewritten = org_admin.put(f"{AP}/corp", oidc_provider(
+        "corp", "https://evil.example.com", organizationAssignment=own), format="json")
+    assert rewritten.status_code == 200 and not rewritten.json()["metadata"].get(
+        "annotations")
+    assert not {p.name: p for p in providers.dynamic()}["corp"].trusted
+
+    # A name taken in one organization is taken in all.
+    other = Organization.objects.create(id=uuid.uuid4(), external_id="other")
+    again = api.post(f"{AP}?org_id={other.id}", oidc_provider("corp", "https://z.example.com"),
+                     format="json")
+    assert again.status_code == 409 and "another organization" in again.json()["message"]
+
+
+def test_deleting_a_provider_removes_its_mirrored_users(api):
+    from django.contrib.auth import get_user_model
+
+    from flightctl.api import claims, providers
+
+    assert api.post(AP, oidc_provider(), format="json").status_code == 201
+    provider = providers.named("corp")
+    user = claims.user_for(claims.identity_for(
+        {"preferred_username": "alice", "groups": ["flightctl-viewer"]}, provider), "corp")
+    get_user_model().objects.create_user("bystander")
+    assert user.username == "corp:alice"
+    assert api.delete(f"{AP}/corp").status_code == 200
+    names = set(get_user_model().objects.values_list("username", flat=True))
+    assert "corp:alice" not in names and "bystander" in names
+
+
+def test_a_new_password_ends_the_refresh_tokens_of_the_old_one(anon):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("carol", password="first-pass-1")
+    login = anon.post("/api/v1/auth/local/token", {"grant_type": "password",
+                                                   "username": "carol",
+                                                   "password": "first-pass-1"}, format="json")
+    assert login.status_code == 200, login.json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": login.json()["refresh_token"]}
+    assert anon.post("/api/v1/auth/local/token", refresh, format="json").status_code == 200
+    user.set_password("second-pass-2")
+    user.save()
+    stale = anon.post("/api/v1/auth/local/token", refresh, format="json")
+    assert stale.status_code == 400 and stale.json() == {
+        "error": "invalid_grant", "error_description": "the password changed since this login"}
+    wrong = anon.post("/api/v1/auth/local/token", {"grant_type": "password",
+                                                   "username": "carol", "password": "nope"},
+                      format="json")
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
+
+
+def test_secrets_go_only_where_they_were_given_for(api):
+    """Plain HTTP only to loopback (``plain_http_credential_hosts``), and a stored secret is
+    not kept (``*****``) for new endpoints: they need the secret itself."""
+    plain = api.post(AP, oidc_provider(issuer="http://idp.example.com/realms/x"), format="json")
+    assert plain.status_code == 400 and "not sent over plain HTTP to idp.example.com" in \
+        plain.json()["message"]
+    assert api.post(AP, oidc_provider(issuer="http://127.0.0.1:8080/realms/x"),
+                    format="json").status_code == 201
+    masked = oidc_provider(issuer="https://elsewhere.example.com", clientSecret="*****")
+    moved = api.put(f"{AP}/corp", masked, format="json")
+    assert moved.status_code == 400 and "endpoints changed" in moved.json()["message"]
+    same = oidc_provider(issuer="http://127.0.0.1:8080/realms/x", clientSecret="*****",
+                         displayName="Renamed")
+    assert api.put(f"{AP}/corp", same, format="json").status_code == 200
+    moved = oidc_provider(issuer="https://elsewhere.example.com", clientSecret="new-secret")
+    assert api.put(f"{AP}/corp", moved, format="json").status_code == 200
+    # A row that breaks the rule (written before it, or the setting changed) is not used.
+    from flightctl.api import providers
+    from flightctl.models import AuthProvider
+
+    row = AuthProvider.objects.get(name="corp")
+    AuthProvider.objects.filter(pk=row.pk).update(
+        spec={**row.spec, "issuer": "http://idp.example.com"},
+        resource_version=row.resource_version + 1)
+    assert "corp" not in [p.name for p in providers.dynamic()]

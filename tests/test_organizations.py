@@ -147,3 +147,43 @@ def test_a_device_of_one_organization_cannot_touch_the_other(api, agent_server, 
         pki.SIGNER_DEVICE_ENROLLMENT, org_id=uuid.uuid4(), fingerprint=name)
     elsewhere = AgentClient(agent_server, pki.cert_pem(stray), key_pem(key), tmp_path / "x")
     assert elsewhere.get(f"/api/v1/devices/{name}/rendered").status_code == 404
+
+
+def test_a_device_enrolled_in_one_organization_carries_it_and_cannot_touch_the_other(
+        api, agent_server, tmp_path):  # noqa: F811
+    """The whole enrollment path in organization A, by a member of A: the enrollment
+    certificate, the EnrollmentRequest, the approval and the device certificate all carry A;
+    B holds a device of the very same name, which the enrolled device never reaches."""
+    from cryptography import x509
+
+    from devices.models import Device
+    from enrollment.models import EnrollmentRequest
+    from flightctl import pki
+    from tests.test_agent_api import enroll
+
+    a, b = organization("org-a"), organization("org-b")
+    alice = member("alice", {a: ["org-admin"]})
+    agent, name, _key = enroll(alice, agent_server, tmp_path, labels={"site": "a"})
+    assert EnrollmentRequest.objects.get(name=name).org_id == a.id
+    assert Device.objects.get(name=name).org_id == a.id
+    body = device(name)
+    body["metadata"]["labels"] = {"site": "b"}
+    assert api.post(f"{DEV}?org_id={b.id}", body, format="json").status_code == 201
+    Device.objects.filter(org_id=b.id, name=name).update(
+        rendered_spec={"os": {"image": "quay.io/b/os:1"}}, rendered_version=7)
+    certificate = x509.load_pem_x509_certificate(agent.cert_file.read_bytes())
+    assert pki.certificate_extension(certificate, pki.OID_ORG_ID) == str(a.id)
+
+    rendered = agent.get(f"/api/v1/devices/{name}/rendered")
+    assert "quay.io/b" not in rendered.text
+    status = alice.get(f"{DEV}/{name}").json()
+    status["status"]["systemInfo"] = {"bootID": "enrolled-in-a", "architecture": "amd64",
+                                      "operatingSystem": "linux", "agentVersion": "0.1"}
+    assert agent.put(f"/api/v1/devices/{name}/status", status).status_code == 200
+    assert Device.objects.get(org_id=a.id, name=name).status["systemInfo"][
+        "bootID"] == "enrolled-in-a"
+    assert (Device.objects.get(org_id=b.id, name=name).status or {}).get(
+        "systemInfo", {}).get("bootID") != "enrolled-in-a"
+    # A's user cannot see B's device; B's device is untouched by A's agent.
+    assert alice.get(f"{DEV}/{name}?org_id={b.id}").status_code == 403
+    assert Device.objects.get(org_id=b.id, name=name).rendered_version == 7

@@ -45,9 +45,9 @@ def require(request, resource: str, verb: str) -> None:
 
 
 def org_id(request) -> uuid.UUID:
-    """The organization the console shows: the one chosen in this session if the user may
-    work there, else the user's first organization (the default one for administrators and
-    local users without memberships), as the API's rules have it."""
+    """The organization the console shows: the one chosen in this session (the header's
+    switch) if the user may work there, else the user's first organization where it holds a
+    role (the default one for administrators and local users without memberships)."""
     if hasattr(request, "_flightctl_console_org"):
         return request._flightctl_console_org
     user = request.user
@@ -65,7 +65,37 @@ def org_id(request) -> uuid.UUID:
     elif user is not None and user.is_superuser and len(members) != 1:
         found = DEFAULT_ORG_ID
     else:
-        # No organization at all: the default one, where such a user holds no role.
-        found = members[0] if members else DEFAULT_ORG_ID
+        # The first where the user holds a role (a membership may come without one); no
+        # organization at all: the default one, where such a user holds no role.
+        found = next((org for org in members if orgs.roles_in(user, org)),
+                     members[0] if members else DEFAULT_ORG_ID)
     request._flightctl_console_org = found
     return found
+
+
+def organizations(request) -> list[tuple[uuid.UUID, str]]:
+    """The organizations the user may switch the console to, with their names (none when
+    there is only one to work in)."""
+    user = request.user
+    if user is None or not user.is_authenticated:
+        return []
+    rows = (Organization.objects.order_by("id") if user.is_superuser else
+            Organization.objects.filter(id__in=orgs.member_orgs(user)).order_by("id"))
+    found = [(org.id, org.display_name or org.external_id or str(org.id))
+             for org in rows.only("id", "display_name", "external_id")[:100]]
+    return found if len(found) > 1 else []
+
+
+def choose(request, raw: str) -> None:
+    """Work in organization ``raw`` from now on in this session; PermissionDenied unless the
+    user may (a member, or a super administrator naming an existing one)."""
+    try:
+        wanted = uuid.UUID(str(raw))
+    except ValueError:
+        raise PermissionDenied(f"{raw!r} is not an organization id") from None
+    if wanted not in {org for org, _ in organizations(request)}:
+        raise PermissionDenied("user is not a member of the organization")
+    request.session[ORG_SESSION_KEY] = str(wanted)
+    for cached in ("_flightctl_console_org", "_flightctl_roles"):
+        if hasattr(request, cached):
+            delattr(request, cached)

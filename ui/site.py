@@ -78,6 +78,8 @@ class ConsoleSite(admin.AdminSite):
              and f"admin:{request.resolver_match.url_name}" == url}
             for label, url, resource in NAVIGATION if access.can(request, resource, "list")]
         context["console_role"] = access.role(request)
+        context["console_orgs"] = access.organizations(request)
+        context["console_org"] = access.org_id(request) if context["console_orgs"] else None
         return context
 
     def login(self, request, extra_context=None):

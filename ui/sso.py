@@ -1,5 +1,5 @@
-"""Single sign-on in the browser: OpenID Connect's authorization code flow with PKCE, through
-any enabled OIDC login provider (the configured issuer and the AuthProvider resources,
+"""Single sign-on in the browser: the OAuth2 authorization code flow with PKCE, through any
+enabled OIDC or OAuth2 login provider (the configured issuer and the AuthProvider resources,
 flightctl/api/providers.py).
 
 The login page offers each of them; ``/admin/sso/login?provider=NAME`` sends the browser to
@@ -7,7 +7,9 @@ that issuer with a fresh ``state``, ``nonce`` and PKCE challenge (kept in the se
 provider's name), and the issuer sends it back to ``/admin/sso/callback`` with a code. The code
 is exchanged at the issuer's token endpoint (with the provider's client secret, if it has one)
 for an ID token, which is checked exactly as the API checks that provider's bearer tokens
-(flightctl/api/oidc.py: signature, issuer, audience, expiry) and must carry our nonce. The
+(flightctl/api/oidc.py: signature, issuer, audience, expiry) and must carry our nonce; an
+OAuth2 provider's access token is checked as the API checks it (its keys, or its userinfo and
+introspection endpoints). The
 user, its roles and its organizations come from the claims as for the API
 (flightctl/api/claims.py); the console then works in the user's organization.
 """
@@ -37,7 +39,40 @@ SESSION_KEY = "flightctl_sso"
 
 def _browser_providers() -> list[providers.Provider]:
     return [p for p in providers.enabled()
-            if p.type == "oidc" and p.name != providers.LOCAL_NAME]
+            if p.type in ("oidc", "oauth2") and p.name != providers.LOCAL_NAME]
+
+
+def _endpoints(idp: providers.Provider) -> tuple[str, str]:
+    """The authorization and token endpoints: an OAuth2 provider names them, an issuer's
+    discovery document does."""
+    if idp.type == "oauth2":
+        return idp.spec.get("authorizationUrl") or "", idp.spec.get("tokenUrl") or ""
+    document = oidc.discovery(idp.issuer)
+    return document["authorization_endpoint"], document["token_endpoint"]
+
+
+def _claims(idp: providers.Provider, body: dict, nonce: str) -> dict:
+    """The verified claims of the token endpoint's answer. OIDC: the ID token, checked as the
+    API checks the provider's tokens, with our nonce. OAuth2: the access token, a JWT checked
+    against the provider's keys (``introspection: jwt``) or an opaque one at its userinfo
+    (and introspection) endpoint; it came straight from this provider, so it is shown to no
+    other."""
+    if idp.type == "oauth2":
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise oidc.OIDCError("the token endpoint gave no access token")
+        if (idp.spec.get("introspection") or {}).get("type") == "jwt":
+            return oidc.decode_for(token, idp)
+        found = oidc.opaque_claims(idp, token)
+        if found is None:
+            raise oidc.OIDCError("the provider does not vouch for its own access token")
+        return found
+    if "id_token" not in body:
+        raise oidc.OIDCError("the token endpoint gave no ID token")
+    claims = oidc.decode_for(body["id_token"], idp)
+    if claims.get("nonce") != nonce:
+        raise oidc.OIDCError("the ID token was not issued for this login")
+    return claims
 
 
 def offered() -> list[dict]:
@@ -69,7 +104,7 @@ def start(request):
     if idp is None:
         raise Http404("no such single sign-on provider")
     try:
-        endpoint = oidc.discovery(idp.issuer)["authorization_endpoint"]
+        endpoint = _endpoints(idp)[0]
     except (oidc.OIDCError, KeyError) as exc:
         oidc.discovery.cache_clear()
         return _failed(request, f"the issuer {idp.issuer} cannot be reached ({exc})")
@@ -107,16 +142,14 @@ def callback(request):
     if idp.client_secret:
         form["client_secret"] = idp.client_secret
     try:
-        response = requests.post(oidc.discovery(idp.issuer)["token_endpoint"], data=form,
-                                 timeout=10)
+        response = requests.post(_endpoints(idp)[1], data=form, timeout=10)
         body = response.json()
-        if response.status_code != 200 or "id_token" not in body:
+        if not isinstance(body, dict):
+            raise ValueError("the token endpoint's answer is not a JSON object")
+        if response.status_code != 200:
             return _failed(request, body.get("error_description") or body.get("error")
                            or f"the token endpoint answered {response.status_code}")
-        claims = oidc.decode_for(body["id_token"], idp)
-        if claims.get("nonce") != pending["nonce"]:
-            return _failed(request, "the ID token was not issued for this login")
-        who = claim_mapping.identity(claims, idp.spec)
+        who = claim_mapping.identity_for(_claims(idp, body, pending["nonce"]), idp)
     except (requests.RequestException, ValueError, KeyError, oidc.OIDCError) as exc:
         return _failed(request, str(exc))
     if not (who.superadmin or who.roles or any(who.org_roles.values())):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from ui import sso
-from ui.views import devices, enrollment, events, fleets, repos
+from ui.views import devices, enrollment, events, fleets, overview, repos
 
 
 def console_urls(site) -> list:
@@ -39,4 +39,5 @@ def console_urls(site) -> list:
         page("repos/resourcesync/<str:name>/edit/", repos.resourcesync_edit,
              "ui-resourcesync-edit"),
         page("flightctl/event/", events.event_list, "ui-events"),
+        page("organization/", overview.switch_organization, "ui-organization"),
     ]

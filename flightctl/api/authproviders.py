@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from flightctl import sealing
-from flightctl.api import providers
+from flightctl.api import claims, providers
 from flightctl.api.errors import ApiError, bad_request, conflict
 from flightctl.api.resources import ResourceViewSet
 from flightctl.api.selectors import Field
@@ -34,7 +35,7 @@ REQUIRED = {
 }
 URL_FIELDS = ("issuer", "authorizationUrl", "tokenUrl", "userinfoUrl")
 STRING_FIELDS = ("displayName", "clientId", "clientSecret")
-SUPER_ADMIN_ANNOTATION = "auth-provider/createdBySuperAdmin"
+SUPER_ADMIN_ANNOTATION = providers.SUPER_ADMIN_ANNOTATION
 _URL_RE = re.compile(r"^https?://[^/\s]+\S*$")
 
 AUTHPROVIDER_FIELDS = {
@@ -106,6 +107,15 @@ def _validate_introspection(errors: Errors, value) -> None:
         errors.invalid(f"{path}.{url_key}", url, "must be an http(s) URL")
 
 
+def _plain_http(errors: Errors, spec: dict) -> None:
+    found = providers.plain_http_destination(spec)
+    if found:
+        key, url, host = found
+        errors.invalid(f"spec.{key}", url, "must be https: the client secret and users' "
+                       f"tokens are not sent over plain HTTP to {host} (only to the hosts of "
+                       "plain_http_credential_hosts)")
+
+
 def validate_authprovider_spec(spec: dict, errors: Errors) -> None:
     kind = spec.get("providerType")
     if kind in CONFIG_ONLY:
@@ -139,6 +149,7 @@ def validate_authprovider_spec(spec: dict, errors: Errors) -> None:
             errors.forbidden("spec.introspection", "only oauth2 providers have one")
         else:
             _validate_introspection(errors, spec["introspection"])
+    _plain_http(errors, spec)
 
 
 class AuthProviderSerializer(ResourceSerializer):
@@ -159,11 +170,16 @@ class AuthProviderSerializer(ResourceSerializer):
         validate_authprovider_spec(spec, errors)
 
 
-def needs_super_admin(spec: dict) -> str | None:
-    """Why only a super administrator may write ``spec``; None if anyone may."""
-    org_type = (spec.get("organizationAssignment") or {}).get("type")
+def needs_super_admin(spec: dict, own_org: str | None) -> str | None:
+    """Why only a super administrator may write ``spec`` in the organization named
+    ``own_org``; None if its administrators may."""
+    assignment = spec.get("organizationAssignment") or {}
+    org_type = assignment.get("type")
     if org_type in ("dynamic", "perUser"):
         return f"a {org_type} organization assignment"
+    name = assignment.get("organizationName") or claims.DEFAULT_ORG_NAME
+    if org_type == "static" and name != own_org:
+        return "a provider whose users join another organization"
     roles = spec.get("roleAssignment") or {}
     if roles.get("type") == "static" and "flightctl-admin" in (roles.get("roles") or []):
         return "granting flightctl-admin"
@@ -181,9 +197,13 @@ class AuthProviderViewSet(ResourceViewSet):
         if name in (providers.STATIC_NAME, providers.LOCAL_NAME):
             raise bad_request(f'metadata.name: Invalid value: "{name}": the name of a '
                               "provider built into the server")
-        reason = needs_super_admin(spec)
+        reason = needs_super_admin(spec, claims.organization_name(self.org_id))
         if reason and not self.request.user.is_superuser:
             raise ApiError(403, f"only a super administrator may create {reason}")
+        # One name, one provider: POST /auth/<name>/token and the mirrored users'
+        # "<name>:<user>" must not be ambiguous between organizations.
+        if AuthProvider.objects.filter(name=name).exclude(org_id=self.org_id).exists():
+            raise conflict(f'an auth provider named "{name}" exists in another organization')
         if spec.get("providerType") == "oidc":
             twins = AuthProvider.objects.filter(
                 spec__providerType="oidc", spec__issuer=spec.get("issuer"),
@@ -193,6 +213,12 @@ class AuthProviderViewSet(ResourceViewSet):
 
     def _sealed(self, spec: dict, stored: dict | None) -> dict:
         spec = dict(spec)
+        if (spec.get("clientSecret") == sealing.MASK and stored is not None
+                and providers.destinations(spec) != providers.destinations(stored)):
+            # The stored secret goes only where it was given for: a new destination must
+            # come with the secret itself.
+            raise bad_request(f'spec.clientSecret: Invalid value: "{sealing.MASK}": the '
+                              "provider's endpoints changed; send the secret itself")
         if "clientSecret" in spec:
             spec["clientSecret"] = sealing.keep_or_seal(
                 spec["clientSecret"], (stored or {}).get("clientSecret"), providers.PURPOSE)
@@ -218,7 +244,15 @@ class AuthProviderViewSet(ResourceViewSet):
     def apply_changes(self, obj, incoming: Incoming) -> list[str]:
         if incoming.spec is not None:
             incoming.spec = self._sealed(incoming.spec, obj.spec)
-        return super().apply_changes(obj, incoming)
+        changed = super().apply_changes(obj, incoming)
+        # A super administrator's provider rewritten by somebody else is no longer trusted
+        # as one (flightctl/api/providers.py, Provider.trusted).
+        if (changed and not self.request.user.is_superuser
+                and SUPER_ADMIN_ANNOTATION in (obj.annotations or {})):
+            obj.annotations = {k: v for k, v in obj.annotations.items()
+                               if k != SUPER_ADMIN_ANNOTATION}
+            changed.append("metadata.annotations")
+        return changed
 
     def after_write(self, obj, *, created: bool, changed: list[str]) -> None:
         super().after_write(obj, created=created, changed=changed)
@@ -226,4 +260,7 @@ class AuthProviderViewSet(ResourceViewSet):
 
     def after_delete(self, obj) -> None:
         super().after_delete(obj)
+        # Its mirrored users go with it (with their memberships and tokens): a provider of
+        # that name created later, perhaps in another organization, starts afresh.
+        get_user_model().objects.filter(username__startswith=f"{obj.name}:").delete()
         transaction.on_commit(providers.invalidate)

@@ -116,6 +116,37 @@ def identity(claims: dict, spec: dict) -> Identity:
     return who
 
 
+def identity_for(claims: dict, provider) -> Identity:
+    """The identity ``provider`` (flightctl/api/providers.py) reads from verified claims. An
+    untrusted provider (an organization administrator's) grants no super administrator and
+    no organization but its own, whatever its IdP's claims or its stored spec say."""
+    who = identity(claims, provider.spec)
+    if not provider.trusted:
+        own = organization_name(provider.org_id)
+        who.superadmin = False
+        who.organizations = [name for name in who.organizations if name == own]
+        who.org_roles = {name: roles for name, roles in who.org_roles.items() if name == own}
+    return who
+
+
+_org_names: dict = {}
+
+
+def organization_name(org_id) -> str | None:
+    """The name a provider's ``organizationAssignment`` gives organization ``org_id``
+    (``default``, else its ``externalId``; None if it has none). Cached: an organization's
+    external id does not change."""
+    if org_id == DEFAULT_ORG_ID:
+        return DEFAULT_ORG_NAME
+    if org_id not in _org_names:
+        name = Organization.objects.filter(id=org_id).values_list("external_id", flat=True
+                                                                 ).first()
+        if not name:
+            return None
+        _org_names[org_id] = name
+    return _org_names[org_id]
+
+
 def _organizations(claims: dict, assignment: dict, username: str) -> list[str]:
     kind = assignment.get("type") or "static"
     prefix = assignment.get("organizationNamePrefix") or ""

@@ -5,8 +5,10 @@ client id is asked. Its signature is checked against the issuer's published keys
 through ``<issuer>/.well-known/openid-configuration``, or an OAuth2 provider's
 ``introspection.jwksUrl``, and cached), and so are ``iss``, ``aud`` (the client id) and the
 expiry. An opaque token (not a JWT, not one of ours) is checked at the ``userinfoUrl`` of the
-OAuth2 providers, and the answer is cached for a minute. The claims then become a local user
-with roles and organizations (flightctl/api/claims.py).
+OAuth2 providers (after their RFC 7662 ``introspection`` endpoint, if they have one), and
+the answer is cached for ``auth_provider_cache_ttl`` (5 s), so a token revoked at the
+provider is refused within that time. The claims then become a local user with roles and
+organizations (flightctl/api/claims.py).
 
 The configured issuer (``oidc_issuer``; ``oidc_username_claim``, ``oidc_roles_claim``) is the
 provider named ``oidc``: its users are mirrored as ``oidc:<name>``, their roles come from the
@@ -23,16 +25,17 @@ import time
 
 import jwt
 import requests
+from django.conf import settings
 
 from flightctl.api import claims as claim_mapping
 from flightctl.api import providers
 from flightctl.api.errors import API_VERSION
 from flightctl.api.providers import Provider
+from flightctl.config import parse_duration
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
-USERINFO_TTL = 60.0
 
 
 class OIDCError(ValueError):
@@ -103,28 +106,19 @@ _userinfo_lock = threading.Lock()
 
 
 def authenticate_opaque(token: str):
-    """The local user of an OAuth2 provider's opaque token, checked at its userinfo endpoint;
-    None when no provider knows it."""
+    """The local user of an OAuth2 provider's opaque token, checked at its userinfo endpoint
+    (and first at its RFC 7662 introspection endpoint when it names one); None when no
+    provider knows it."""
     digest = hashlib.sha256(token.encode()).hexdigest()
     candidates = {p.name: p for p in providers.opaque_token_providers()}
     with _userinfo_lock:
         seen = _userinfo.get(digest)
-    if seen and time.monotonic() - seen[0] < USERINFO_TTL and seen[1] in candidates:
+    ttl = parse_duration(settings.FLIGHTCTL.auth_provider_cache_ttl)
+    if seen and time.monotonic() - seen[0] < ttl and seen[1] in candidates:
         return _user(seen[2], candidates[seen[1]])
     for provider in candidates.values():
-        try:
-            response = requests.get(provider.spec["userinfoUrl"], timeout=10,
-                                    headers={"Authorization": f"Bearer {token}"})
-        except requests.RequestException as exc:
-            log.warning("auth provider %s: userinfo unreachable: %s", provider.name, exc)
-            continue
-        if response.status_code != 200:
-            continue
-        try:
-            found = response.json()
-        except ValueError:
-            continue
-        if isinstance(found, dict):
+        found = opaque_claims(provider, token)
+        if found is not None:
             with _userinfo_lock:
                 if len(_userinfo) > 10000:
                     _userinfo.clear()
@@ -133,9 +127,52 @@ def authenticate_opaque(token: str):
     return None
 
 
+def _json_object(provider: Provider, what: str, send) -> dict | None:
+    """The JSON object a provider's endpoint answers with 200; None otherwise (logged when
+    the endpoint cannot be reached)."""
+    try:
+        response = send()
+    except requests.RequestException as exc:
+        log.warning("auth provider %s: %s unreachable: %s", provider.name, what, exc)
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        found = response.json()
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def opaque_claims(provider: Provider, token: str) -> dict | None:
+    """The claims of ``token`` if ``provider`` vouches for it. With ``introspection: {type:
+    rfc7662, url}`` the token must be active there, and issued to our client id when the
+    answer names one (the client authenticates as at the token endpoint, client_secret_post,
+    RFC 7662 §2.1 leaving the method to the server); the claims
+    are the introspection answer's, overlaid with the userinfo answer's (which carries the
+    profile: groups, organizations)."""
+    introspected: dict = {}
+    introspection = provider.spec.get("introspection") or {}
+    if introspection.get("type") == "rfc7662":
+        answer = _json_object(provider, "introspection", lambda: requests.post(
+            introspection["url"], timeout=10,
+            data={"token": token, "token_type_hint": "access_token",
+                  "client_id": provider.client_id, "client_secret": provider.client_secret}))
+        if answer is None or answer.get("active") is not True:
+            return None
+        if answer.get("client_id") and answer["client_id"] != provider.client_id:
+            return None
+        introspected = answer
+    found = _json_object(provider, "userinfo", lambda: requests.get(
+        provider.spec["userinfoUrl"], timeout=10, headers={"Authorization": f"Bearer {token}"}))
+    if found is None:
+        return None
+    return {**introspected, **found}
+
+
 def _user(claims: dict, provider: Provider):
     try:
-        who = claim_mapping.identity(claims, provider.spec)
+        who = claim_mapping.identity_for(claims, provider)
     except claim_mapping.ClaimsError as exc:
         raise OIDCError(str(exc)) from exc
     return claim_mapping.user_for(who, provider.name)

@@ -12,10 +12,12 @@ tokens are refused from then on.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import Count, Max, Sum
@@ -28,6 +30,13 @@ STATIC_NAME = "oidc"  # the configured issuer, as /auth/config has always named 
 LOCAL_NAME = "local"  # the bundled password issuer
 PURPOSE = b"flightctl-authprovider"
 MAX_PROVIDERS = 1000
+#: where the server sends a provider's client secret or users' tokens (an issuer: its token
+#: endpoint, found through its discovery document)
+SECRET_DESTINATIONS = ("issuer", "tokenUrl", "userinfoUrl", "introspection.url")
+
+log = logging.getLogger(__name__)
+#: set on an AuthProvider a super administrator wrote (flightctl/api/authproviders.py)
+SUPER_ADMIN_ANNOTATION = "auth-provider/createdBySuperAdmin"
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,10 @@ class Provider:
     spec: dict
     static: bool = False
     org_id: uuid.UUID = DEFAULT_ORG_ID
+    #: configured, or written by a super administrator. An organization administrator's
+    #: provider is not: its users are confined to its organization and never super
+    #: administrators (flightctl/api/claims.py), and it is shown no opaque tokens.
+    trusted: bool = True
 
     @property
     def type(self) -> str:
@@ -112,6 +125,31 @@ def _version():
     return (row["n"], row["top"], row["rv"], row["at"])
 
 
+def destinations(spec: dict) -> dict[str, str]:
+    """The URLs of ``spec`` that receive its client secret or users' tokens."""
+    introspection = spec.get("introspection")
+    values = {**spec, "introspection.url": introspection.get("url")
+              if isinstance(introspection, dict) else None}
+    return {key: values[key] for key in SECRET_DESTINATIONS
+            if isinstance(values.get(key), str) and values[key]}
+
+
+def plain_http_destination(spec: dict) -> tuple[str, str, str] | None:
+    """``(field, url, host)`` of a destination that is plain http:// to a host not in
+    ``plain_http_credential_hosts`` (loopback by default; the repositories' rule), or None:
+    secrets and tokens never cross the network in clear."""
+    allowed = {h.strip("[]").lower() for h in settings.FLIGHTCTL.plain_http_credential_hosts}
+    for key, url in destinations(spec).items():
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            continue  # not a URL: validation says so
+        if parts.scheme.lower() == "http" and host not in allowed:
+            return key, url, host
+    return None
+
+
 def _load() -> list[Provider]:
     rows = AuthProvider.objects.order_by("name", "org_id")[:MAX_PROVIDERS]
     found = []
@@ -122,7 +160,13 @@ def _load() -> list[Provider]:
                 spec["clientSecret"] = sealing.decrypt(spec["clientSecret"], PURPOSE)
             except sealing.SecretError:
                 spec["clientSecret"] = ""  # the token proxy will say the provider refused
-        found.append(Provider(row.name, spec, org_id=row.org_id))
+        problem = plain_http_destination(spec)
+        if problem:  # stored before the rule, or the setting changed since: not used
+            log.warning("auth provider %s not used: spec.%s is plain http to %s",
+                        row.name, problem[0], problem[2])
+            continue
+        trusted = (row.annotations or {}).get(SUPER_ADMIN_ANNOTATION) == "true"
+        found.append(Provider(row.name, spec, org_id=row.org_id, trusted=trusted))
     return found
 
 
@@ -167,6 +211,11 @@ def for_token_claims(issuer: str, audience) -> Provider | None:
 
 
 def opaque_token_providers() -> list[Provider]:
-    """OAuth2 providers whose opaque tokens are checked at their userinfo endpoint."""
-    return [p for p in dynamic() if p.enabled and p.type == "oauth2"
+    """OAuth2 providers whose opaque tokens are checked at their userinfo endpoint.
+
+    An opaque token does not say where it comes from, so it is shown to each of these in turn:
+    only trusted providers are asked, or an organization administrator's provider would be
+    handed every other tenant's (and every super administrator's) tokens. Theirs must issue
+    JWT access tokens (``introspection: {type: jwt}``)."""
+    return [p for p in dynamic() if p.enabled and p.trusted and p.type == "oauth2"
             and p.spec.get("userinfoUrl")]

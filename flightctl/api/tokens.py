@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core import signing
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -117,7 +118,10 @@ def _issue(user) -> dict:
     lifetime = parse_duration(config.password_token_ttl)
     token = ApiToken.issue(user, "password login",
                            expires_at=timezone.now() + timedelta(seconds=lifetime))
-    refresh = signing.dumps({"user": user.pk, "name": user.get_username()}, salt=REFRESH_SALT)
+    # The password's hash (through Django's session hash) is in it: a new password ends the
+    # refresh tokens issued for the old one.
+    refresh = signing.dumps({"user": user.pk, "name": user.get_username(),
+                             "auth": user.get_session_auth_hash()}, salt=REFRESH_SALT)
     return {"access_token": token, "token_type": "Bearer", "expires_in": int(lifetime),
             "refresh_token": refresh}
 
@@ -135,6 +139,8 @@ def local_token(request, form: dict) -> Response:
                                                username=claims.get("name")).first()
         if user is None:
             return token_error(400, "invalid_grant", "the refresh token's user is gone")
+        if not constant_time_compare(str(claims.get("auth", "")), user.get_session_auth_hash()):
+            return token_error(400, "invalid_grant", "the password changed since this login")
         return Response(_issue(user))
     if grant != "password":
         return token_error(400, "unsupported_grant_type",

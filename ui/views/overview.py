@@ -5,7 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.db.models import Q
+from django.shortcuts import redirect
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from devices.choices import ApplicationsSummaryStatus, DeviceSummaryStatus, DeviceUpdatedStatus
 from devices.models import Device
@@ -87,3 +89,11 @@ def overview(request):
             "name", "alias", "summary_status", "apps_status", "last_seen")[:10]),
         "events": list(Event.objects.restrict(org).order_by("-created_at", "-name")[:15]),
     }, title="Overview")
+
+
+@require_POST
+def switch_organization(request):
+    """The header's organization switch: work in the chosen one, starting at its overview
+    (names differ between organizations, so the page shown before may not exist there)."""
+    access.choose(request, request.POST.get("org", ""))
+    return redirect("admin:index")

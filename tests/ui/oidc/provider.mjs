@@ -32,7 +32,12 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       ...(accounts[id] || {}),
     }),
   }),
-  features: { devInteractions: { enabled: true } },
+  // Revocation and introspection (RFC 7009, 7662): a test revokes an opaque access token and
+  // sees our server refuse it, at the userinfo or the introspection endpoint.
+  features: {
+    devInteractions: { enabled: true }, revocation: { enabled: true },
+    introspection: { enabled: true },
+  },
   cookies: { keys: ['test-only-cookie-key'] },
 });
 provider.listen(Number(port), '127.0.0.1', () => console.log('ready'));
