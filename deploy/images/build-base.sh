@@ -14,7 +14,7 @@ case "$kind" in
   # Containerfile) and the PostgreSQL 15 client tools that `flightctl-server backup` runs.
   server) packages=python3,python3-venv,ca-certificates,postgresql-client-15,tzdata ;;
   # The database: Debian's PostgreSQL 15 server.
-  postgresql) packages=postgresql-15,ca-certificates,tzdata,locales-all ;;
+  postgresql) packages=postgresql-15,ca-certificates,tzdata ;;
   *) echo "unknown base image kind: $kind (server or postgresql)" >&2; exit 2 ;;
 esac
 key="$( { cat "$0"; echo "$kind $suite $packages"; } | sha256sum | cut -c1-12)"
