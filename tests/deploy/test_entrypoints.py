@@ -154,3 +154,26 @@ def test_user_api_agent_api_and_worker_run_in_the_foreground_and_healthcheck_fol
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+def test_a_console_bridge_advertised_with_port_0_is_its_container_name_and_own_port(settings):
+    """In the quadlet deployment the user API (one container, several worker processes) is
+    reached from the agent API container by name: each process advertises its own port."""
+    import asyncio
+    import dataclasses
+
+    from devices.console.bridge import Listener
+
+    settings.FLIGHTCTL = dataclasses.replace(settings.FLIGHTCTL,
+                                             console_bridge_address="127.0.0.1:0",
+                                             console_bridge_advertise="flightctl-api:0")
+
+    async def start() -> tuple[str, int]:
+        listener = Listener()
+        address = await listener.start()
+        port = listener._server.sockets[0].getsockname()[1]
+        listener._server.close()
+        return address, port
+
+    address, port = asyncio.run(start())
+    assert address == f"flightctl-api:{port}" and port > 0
