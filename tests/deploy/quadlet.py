@@ -276,6 +276,8 @@ class Systemctl:
         svc = self.services[name]
         if svc.kind == "container" and not svc.oneshot:
             return subprocess.run([PODMAN, "container", "exists", svc.container]).returncode == 0
+        if svc.kind in ("network", "volume"):  # what they create is what is there
+            return subprocess.run([PODMAN, svc.kind, "exists", svc.argv[-1]]).returncode == 0
         return (self.state / name).exists()
 
     def start(self, unit: str) -> None:
@@ -292,7 +294,6 @@ class Systemctl:
             # by asking first.
             argv.remove("--ignore")
             if subprocess.run([PODMAN, svc.kind, "exists", argv[-1]]).returncode == 0:
-                (self.state / svc.name).touch()
                 return
         self.log(f"Starting {svc.name}: {shlex.join(argv)}")
         done = subprocess.run(argv, capture_output=True, text=True)
@@ -303,7 +304,7 @@ class Systemctl:
                 self.log(f"{svc.name}: {line}")
         if done.returncode != 0:
             raise SystemExit(f"Job for {svc.name} failed (exit status {done.returncode})")
-        if svc.kind != "container" or svc.oneshot:
+        if svc.oneshot:
             (self.state / svc.name).touch()
 
     def stop(self, unit: str) -> None:

@@ -155,6 +155,8 @@ def test_the_deployment_guide_runs_as_written_through_an_upgrade(host):
     names = re.findall(r"^([0-9a-v]{52}) (?:is in|now runs in) berlin", transcript, re.M)
     assert len(names) == 2 and names[0] == names[1], names
     assert re.search(rf"^{names[0]} now runs in berlin \(tier standard\)\.$", transcript, re.M)
+    # A console session crossed from the API container to the agent API container's device.
+    assert re.search(r"^flightctl-console$", transcript, re.M)
     before = re.search(r"::: image before the upgrade (\S+)", transcript).group(1)
     after = re.search(r"::: image after the upgrade (\S+)", transcript).group(1)
     assert before != after
