@@ -42,26 +42,27 @@ def _git(*args: str) -> str:
                           check=True).stdout.strip()
 
 
+DEPLOYMENT = ("deploy/quadlets/flightctl-api.container", "flightctl/cli/deploy_commands.py")
+
+
 def previous_release() -> str:
-    """The commit before this one, or, if it predates the deployment entry points, the first
-    commit that has them (an image without them cannot run these units)."""
-    entry = "flightctl/cli/deploy_commands.py"
-    parent = _git("rev-parse", "HEAD~1")
-    if subprocess.run(["git", "cat-file", "-e", f"{parent}:{entry}"], cwd=CHECKOUT,
-                      capture_output=True).returncode == 0:
-        return parent
-    return _git("log", "--diff-filter=A", "--format=%H", "--", entry).splitlines()[-1]
+    """The newest commit before this one that has the deployment (for a merge commit, the
+    merged branch's last one: the main line before it may predate deploy/)."""
+    for commit in _git("rev-list", "HEAD^@").splitlines():
+        if all(subprocess.run(["git", "cat-file", "-e", f"{commit}:{path}"], cwd=CHECKOUT,
+                              capture_output=True).returncode == 0 for path in DEPLOYMENT):
+            return commit
+    raise AssertionError("no commit before HEAD has deploy/quadlets/ and the deployment "
+                         "commands: there is no previous release to upgrade from")
 
 
 def _export(commit: str, into: Path) -> Path:
-    """``git archive`` of ``commit``, with this checkout's deploy/ where it has none."""
+    """``git archive`` of ``commit``: its code, its images' recipes, its units."""
     into.mkdir(parents=True)
     archive = into.parent / f"{commit}.tar"
     subprocess.run(["git", "archive", "-o", str(archive), commit], cwd=CHECKOUT, check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
-    if not (into / "deploy" / "quadlets").is_dir():
-        shutil.copytree(CHECKOUT / "deploy", into / "deploy", dirs_exist_ok=True)
     return into
 
 
