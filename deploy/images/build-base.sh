@@ -33,4 +33,7 @@ mmdebstrap --quiet --variant=minbase --include="$packages" \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
   "$suite" "$work/root.tar" >&2
 podman import --quiet --change 'CMD ["/bin/bash"]' "$work/root.tar" "$image" >/dev/null
+# Bases of earlier inputs are not needed any more (kept while an image still uses them).
+podman images --format '{{.Repository}}:{{.Tag}}' "localhost/flightctl-base-$kind" |
+  grep -vxF "$image" | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"

@@ -161,6 +161,8 @@ def test_the_deployment_guide_runs_as_written_through_an_upgrade(host):
     before = re.search(r"::: image before the upgrade (\S+)", transcript).group(1)
     after = re.search(r"::: image after the upgrade (\S+)", transcript).group(1)
     assert before != after
+    # The previous release's image, untagged by the new build: not kept.
+    subprocess.run(["podman", "rmi", before], capture_output=True)
     # The uninstall step left nothing behind.
     assert not Path("/etc/flightctl").exists()
     assert subprocess.run(["podman", "volume", "exists", "systemd-flightctl-data"]
