@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -107,6 +108,10 @@ def host():
     assert not Path("/etc/flightctl").exists(), \
         "/etc/flightctl exists: this host has a Flight Control installation the test would clobber"
     _clean_host()  # leftovers of an interrupted run: containers, volumes, secrets
+    for port in (3443, 7443):  # the units publish the product's own ports, as on a host
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, \
+                f"port {port} is taken on this host: the deployment publishes it"
     yield
     _clean_host()
 
