@@ -50,9 +50,10 @@ test: test-deps setup
 test-deps:
 	@bash scripts/install-test-deps.sh
 
-## Build the device agent's RPM (from its pip-built wheel) into dist/rpm.
-rpm: install
-	PYTHON=$(BIN)/python bash agent/packaging/build-rpm.sh dist/rpm
+## Build the device agent's RPM (from its pip-built wheel) into dist/rpm. Needs only a Python
+## with pip (no virtualenv, no server, no test extras); as root it installs rpmbuild if missing.
+rpm:
+	PYTHON=$(PYTHON) bash agent/packaging/build-rpm.sh dist/rpm
 
 ## Scale benchmark: server + N simulated devices, one JSON report (docs/scale.md).
 DEVICES ?= 1000

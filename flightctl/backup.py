@@ -151,11 +151,25 @@ def backup(database_url: str, data_dir: Path, output: Path, version: str) -> dic
 # -- restore ----------------------------------------------------------------------------------
 
 
+def _extract_members(tar: tarfile.TarFile, into: Path) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    # Python 3.11 before 3.11.4 (Debian 12's 3.11.2, the server image's) has no extraction
+    # filters: accept what backup() writes, plain files and directories inside ``into``.
+    root = into.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or \
+                not (root / member.name).resolve().is_relative_to(root):
+            raise tarfile.TarError(f"unexpected member {member.name!r}")
+    tar.extractall(into)
+
+
 def _extract(archive: Path, into: Path) -> dict:
     """Unpack ``archive`` into ``into`` after checking it; returns its manifest."""
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            tar.extractall(into, filter="data")
+            _extract_members(tar, into)
     except (OSError, tarfile.TarError) as exc:
         raise BackupError(f"{archive} is not a readable backup archive: {exc}")
     try:

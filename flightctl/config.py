@@ -273,7 +273,7 @@ def _validate(config: Config, problems: list[str]) -> None:
                         "the only supported database)")
     if config.console_bridge_advertise:
         try:
-            parse_address(config.console_bridge_advertise)
+            parse_address(config.console_bridge_advertise, any_port=True)
         except ValueError as exc:
             problems.append(f"console_bridge_advertise: {exc}")
     for name in ("base_url", "agent_endpoint", "alertmanager_url", "oidc_issuer"):

@@ -14,7 +14,9 @@ set -euo pipefail
 # zbar-tools: zbarimg reads back the QR codes the agent draws on its console.
 # chromium/chromium-driver: the web console's browser tests (tests/ui/), driven by Selenium
 # through Debian's chromedriver (Selenium never downloads a browser or driver here).
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools)
+# mmdebstrap: the deployment's base images are made from Debian's packages (no registry);
+# systemd: systemd-analyze verifies the generated quadlet services and the agent's unit.
+packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools mmdebstrap systemd)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 
@@ -50,4 +52,15 @@ fi
 # cgroup and rlimit quirks there); FLIGHTCTL_PREPARE_HOST=0 opts out.
 if [[ -f "$prepare" && $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then
   bash "$prepare"
+elif [[ $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then
+  # Without that script, the same two podman fixes (both idempotent): crun cannot raise
+  # rlimits in such VMs, and hugetlb only on the v2 hierarchy makes crun refuse hybrid mode.
+  if [[ ! -s /etc/containers/containers.conf ]]; then
+    mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf
+  fi
+  if [[ -f /sys/fs/cgroup/unified/cgroup.controllers ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers; then
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  fi
 fi

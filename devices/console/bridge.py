@@ -110,8 +110,15 @@ class Listener:
                 host, port = parse_address(config.console_bridge_address, any_port=True)
                 self._server = await asyncio.start_server(self._joined, host, port)
                 bound = self._server.sockets[0].getsockname()
-                self.address = config.console_bridge_advertise or (
-                    f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
+                host, port = bound[0], bound[1]
+                if config.console_bridge_advertise:
+                    # Port 0 in the advertised address: this process's own bound port under
+                    # the advertised name (each of several workers in one container listens
+                    # on a port of its own; deploy/quadlets/flightctl-api.container).
+                    host, advertised = parse_address(config.console_bridge_advertise,
+                                                     any_port=True)
+                    port = advertised or port
+                self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 log.info("console bridge listening on %s", self.address)
         return self.address
 

@@ -92,10 +92,15 @@ def _django_setup():
 
 
 def _migrate(verbosity: int = 0) -> None:
-    from django.core.management import call_command
+    """Apply the migrations, once across every process starting at the same time; a database
+    of a newer release is refused (flightctl/schema.py)."""
+    from flightctl.schema import NewerSchema, migrate_exclusively
 
     try:
-        call_command("migrate", interactive=False, verbosity=verbosity)
+        migrate_exclusively(verbosity, on_wait=lambda: click.echo(
+            "Waiting for another process's database migration", err=True))
+    except NewerSchema as exc:
+        _fail(f"refusing to start: {exc}")
     except Exception as exc:
         _fail(f"database migration failed: {str(exc).splitlines()[0]}")
 
@@ -142,11 +147,21 @@ def main():
 
 @main.command()
 @data_dir_option
-def migrate(data_dir):
-    """Apply database migrations and exit."""
+@click.option("--wait-for-database", type=float, default=0, metavar="SECONDS",
+              help="Retry connecting for this long first (a database starting beside it).")
+def migrate(data_dir, wait_for_database):
+    """Apply database migrations and exit (once, even when started concurrently)."""
     config = _load_config(data_dir)
     with database(config):
         _django_setup()
+        if wait_for_database:
+            from flightctl.schema import wait_for_database as wait
+
+            try:
+                wait(wait_for_database)
+            except Exception as exc:
+                _fail(f"the database did not answer within {wait_for_database:g}s: "
+                      f"{str(exc).strip().splitlines()[-1]}")
         _migrate(verbosity=1)
 
 
@@ -294,6 +309,32 @@ def user_api_command(config, cert_file, key_file) -> list[str]:
     return argv
 
 
+def server_tls(config, pki) -> tuple[str, str]:
+    """The certificate and key both APIs serve: the operator's files when configured, else
+    the PKI's own server certificate (issued on the first call, reissued when the SANs change
+    or it nears expiry)."""
+    if config.tls_cert_file:
+        return config.tls_cert_file, config.tls_key_file
+    cert_file, key_file = pki.server_certificate("server", config.alt_names)
+    return str(cert_file), str(key_file)
+
+
+def agent_api_command(config, cert_file, key_file, ca_bundle) -> list[str]:
+    """The command line of the agent API server (mutual TLS against the CA bundle)."""
+    host, port = parse_address(config.agent_address)
+    return [sys.executable, "-m", "agent_api", "--host", host, "--port", str(port),
+            "--certfile", str(cert_file), "--keyfile", str(key_file),
+            "--ca-certs", str(ca_bundle), "--log-level", server_log_level(config.log_level),
+            "--workers", str(config.agent_api_workers)]
+
+
+def agent_api_env() -> dict[str, str]:
+    """Environment the agent API runs with. Status writes run in short-lived threads; glibc
+    gives threads their own malloc arenas (8 per core), which kept freed memory of thousands of
+    requests resident."""
+    return {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+
+
 @main.command()
 @data_dir_option
 @click.option("--address", envvar="FLIGHTCTL_ADDRESS", help="User API HOST:PORT "
@@ -339,14 +380,10 @@ def _accepts(address: str) -> bool:
 
 def _serve(config, lock: RunLock) -> int:
     """Prepare the database, run the children until a signal, stop them; the exit code."""
-    servers_level = server_log_level(config.log_level)
     from flightctl.pki import PKI
 
     pki = PKI.from_config(config)  # creates the CA and its signers on the first start
-    if config.tls_cert_file:
-        cert_file, key_file = config.tls_cert_file, config.tls_key_file
-    else:
-        cert_file, key_file = pki.server_certificate("server", config.alt_names)
+    cert_file, key_file = server_tls(config, pki)
     with database(config):
         _django_setup()
         _migrate()
@@ -357,17 +394,9 @@ def _serve(config, lock: RunLock) -> int:
         supervisor = Supervisor(config.data_dir, lambda text: click.echo(text, err=True), lock)
         # Devices first: on a restart, their agent API competes with the other children for
         # the CPU while every one of them imports Django.
-        agent_host, agent_port = parse_address(config.agent_address)
-        supervisor.spawn("agent-api", [
-            sys.executable, "-m", "agent_api", "--host", agent_host,
-            "--port", str(agent_port), "--certfile", str(cert_file), "--keyfile", str(key_file),
-            "--ca-certs", str(pki.bundle_path), "--log-level", servers_level,
-            "--workers", str(config.agent_api_workers),
-        ], env={
-            # Status writes run in short-lived threads; glibc gives threads their own malloc
-            # arenas (8 per core), which kept freed memory of thousands of requests resident.
-            "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
-        })
+        supervisor.spawn("agent-api", agent_api_command(config, cert_file, key_file,
+                                                        pki.bundle_path),
+                         env=agent_api_env())
         supervisor.spawn("api", user_api_command(config, cert_file, key_file))
         # The task cluster once both APIs answer (10 s at most): a restart after a crash is
         # what devices and users wait for, and four processes importing Django at once on a
@@ -386,7 +415,8 @@ def _serve(config, lock: RunLock) -> int:
 
 
 # Commands kept in modules of their own register themselves on ``main``.
-from flightctl.cli import database_commands  # noqa: E402, F401
+from flightctl.cli import database_commands  # noqa: E402, F401, I001
+from flightctl.cli import deploy_commands  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()
