@@ -14,7 +14,9 @@ set -euo pipefail
 # zbar-tools: zbarimg reads back the QR codes the agent draws on its console.
 # chromium/chromium-driver: the web console's browser tests (tests/ui/), driven by Selenium
 # through Debian's chromedriver (Selenium never downloads a browser or driver here).
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools)
+# haproxy/postgresql-15/iproute2: the multi-host test (tests/test_multihost.py) puts server
+# nodes, a PostgreSQL primary and standby and HAProxy on hosts of their own (ip netns).
+packages=(haproxy postgresql-15 iproute2 git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 

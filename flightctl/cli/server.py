@@ -386,6 +386,7 @@ def _serve(config, lock: RunLock) -> int:
 
 
 # Commands kept in modules of their own register themselves on ``main``.
+import flightctl.cli.cluster_commands  # noqa: E402, F401
 from flightctl.cli import database_commands  # noqa: E402, F401
 
 if __name__ == "__main__":
