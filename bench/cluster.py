@@ -300,6 +300,11 @@ class Node:
             self.serve.wait(10)
         return count
 
+    def task_pids(self) -> list[int]:
+        """The node's task cluster (django-q2's qcluster and its workers)."""
+        return sorted({pid for root in self.net.pids(self.host)
+                       if "qcluster" in procs.command(root) for pid in procs.tree(root)})
+
     def cpu_seconds(self) -> float:
         return procs.cpu_seconds(self.net.pids(self.host))
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ from flightctl_agent.simulator.stats import diff, summarize
 
 from bench import measure, procs
 from bench.cluster import BIN, Balancer, Network, Node, Postgres, wait
+from bench.consoles import ConsoleLoad
 
 API = "flightctl.io/v1beta1"
 FLEET = "multihost"
@@ -112,12 +115,17 @@ class Cluster:
         self.bundle_mode = oct(bundle.stat().st_mode & 0o777)
         self.join_messages = [node.join(bundle) for node in self.nodes]
         self.ca = str(first.data_dir / "pki" / "ca.crt")
-        # The first node migrates the empty database; the others start once it is ready.
-        first.start()
-        wait("node1 to be ready", first.ready, 180, 0.5)
-        for node in self.nodes[1:]:
+        # Migrations and the first user once, from the first node; then every node starts at
+        # once (each serve's own migration finds nothing to do, and no first-start token is
+        # made by two nodes at the same time).
+        self.token = subprocess.run(
+            [BIN / "flightctl-server", "create-token", "--data-dir", first.data_dir,
+             "--username", "admin"], env=env, check=True, capture_output=True,
+            text=True).stdout.strip()
+        self.timings["migrate_seconds"] = round(time.monotonic() - started, 1)
+        for node in self.nodes:
             node.start()
-        for node in self.nodes[1:]:
+        for node in self.nodes:
             wait(f"{node.host} to be ready", node.ready, 180, 0.5)
         self.lb = Balancer(self.net, self.work, Path(self.ca), self.nodes)
         self.lb.start()
@@ -125,9 +133,7 @@ class Cluster:
             self.lb.status(n, b) == "UP" for n in self.nodes
             for b in ("agent_api", "user_api")), 30)
         self.base = f"https://{self.net.address('lb')}:3443"
-        token = (first.data_dir / "admin-token").read_text().strip()
-        self.token = token
-        self.auth = {"Authorization": f"Bearer {token}"}
+        self.auth = {"Authorization": f"Bearer {self.token}"}
         self.timings["bring_up_seconds"] = round(time.monotonic() - started, 1)
 
     def start_devices(self) -> None:
@@ -141,7 +147,7 @@ class Cluster:
                     "--ca-file", self.ca, "--devices", self.args.devices, "--concurrency", 20,
                     "--status-interval", self.args.status_interval,
                     "--source-ips", self.net.address("sim"), "--stats-file", self.stats_file,
-                    "--work-dir", self.work / "devices"]),
+                    "--work-dir", self.work / "devices-0"]),
                 env={**env, "FLIGHTCTL_TOKEN": self.token}, stdout=out,
                 stderr=subprocess.STDOUT)
         wait(f"{self.args.devices} devices to enroll and report",
@@ -246,12 +252,35 @@ def fives(codes: dict) -> int:
     return sum(v for k, v in codes.items() if k.rsplit(" ", 1)[-1].startswith("5"))
 
 
+def consoles_across(cluster: Cluster, user_node: Node, device_node: Node,
+                    count: int = 2) -> dict:
+    """``count`` console sessions: the user's WebSocket on ``user_node``'s user API, the
+    device's gRPC stream on ``device_node``'s agent API, joined through the bridge."""
+    api = _session()
+    api.headers.update(cluster.auth)
+    api.verify = cluster.ca
+    load = ConsoleLoad(f"https://{user_node.address}:3443", 7443, cluster.ca, cluster.token,
+                       cluster.work, count, api, agent_host=device_node.address)
+    bridges = []
+    try:
+        load.start(60)
+        # Where the user's end listens, as the row the device's end found it by says.
+        with psycopg.connect(cluster.db.url()) as conn:
+            bridges = sorted({row[0].rsplit(":", 1)[0] for row in conn.execute(
+                "SELECT bridge FROM devices_consolesession").fetchall()})
+        time.sleep(2)
+    finally:
+        result = load.stop()
+    return {**result, "bridges": bridges}
+
+
 def drill(cluster: Cluster) -> dict:
     """The failover drill; a report of every step."""
     node1, node2 = cluster.nodes[0], cluster.nodes[1]
     lb, interval = cluster.lb, cluster.args.status_interval
     report: dict = {"devices": cluster.args.devices, "status_interval": interval,
-                    "bundle_mode": cluster.bundle_mode, "join": cluster.join_messages[-1]}
+                    "bundle_mode": cluster.bundle_mode, "join": cluster.join_messages[-1],
+                    "addresses": {n.host: n.address for n in cluster.nodes}}
     # Every device's connections land on node 2: node 1 takes no new ones (drain).
     lb.set_state(node1, "drain")
     cluster.start_devices()
@@ -260,8 +289,19 @@ def drill(cluster: Cluster) -> dict:
     writer.start()
     time.sleep(2)  # every long-poll open and waiting
 
-    # 1. A change made through node 1's own user API, delivered by node 2's long-polls.
-    report["change_via_node1"] = cluster.rollout("from node1\n", through=node1.address)
+    # 1. A change made through node 1's own user API, rendered by node 1's task workers (node
+    # 2's are paused meanwhile), delivered by node 2's long-polls: the notification crossed.
+    paused = node2.task_pids()
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        report["change_via_node1"] = cluster.rollout("from node1\n", through=node1.address)
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    report["change_via_node1"]["node2_task_processes_paused"] = len(paused)
+    # ... and console sessions whose user is on node 1 and whose device is on node 2.
+    report["console_across_nodes"] = consoles_across(cluster, node1, node2)
     lb.set_state(node1, "ready")
 
     # 2. Node 2's host dies.
@@ -327,7 +367,7 @@ def bench(cluster: Cluster) -> dict:
     time.sleep(window)
     elapsed = time.monotonic() - started
     after, stats = cluster.stats(), cluster.lb.stats()
-    ops = summarize(diff(after, before)["ops"], elapsed)
+    ops = summarize(diff(after, before), elapsed)
     nodes = {}
     for node in cluster.nodes:
         name = cluster.lb.names[node.host]
@@ -387,6 +427,8 @@ def main(argv=None) -> int:
         code = 0
     finally:
         cluster.stop()
+    if code == 0 and not args.work_dir:
+        shutil.rmtree(cluster.work, ignore_errors=True)  # a failed run keeps its logs
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

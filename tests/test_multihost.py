@@ -8,7 +8,8 @@ deploy/haproxy/haproxy.cfg and 200 simulated devices. It asserts correctness, an
 timings: a change made through node 1 reaches every device held by node 2 through its waiting
 long-poll; node 2's host SIGKILLed, every device reports again through node 1 with nothing
 acknowledged lost; the primary killed and the standby promoted, the nodes carry on without a
-restart; node 1 stopped cleanly, its devices move over without a single 5xx.
+restart; node 1 stopped cleanly, its devices move over without a single 5xx. Console sessions
+cross nodes: the user's WebSocket on node 1, the device's stream on node 2.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def test_nodes_behind_haproxy_survive_a_node_kill_a_database_failover_and_a_stop
     assert report["held"]["node1"] == 0 and report["held"]["node2"] >= DEVICES
     change = report["change_via_node1"]
     assert change["devices"] == DEVICES and change["after_render"]["devices"] == DEVICES
+    assert change["node2_task_processes_paused"] > 0  # so node 1's workers rendered it
+    # Consoles: the user's WebSocket on node 1, the device's stream on node 2, bridged.
+    consoles = report["console_across_nodes"]
+    assert consoles["errors"] == [] and consoles["to_user"] >= 2 and consoles["to_device"] >= 2
+    assert consoles["bridges"] == [report["addresses"]["node1"]]
 
     # Node 2's host killed: HAProxy marks it down, every device reports through node 1.
     kill = report["kill_node2"]
