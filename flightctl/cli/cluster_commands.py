@@ -189,8 +189,11 @@ def join(data_dir, archive, database_url, base_url, agent_endpoint, alt_names,
             _fail(f"{target} already holds another installation's CA ({current}); join a new "
                   f"data directory")
         check = None if no_check else _check_database(database_url)
+        # Keys go where this node's settings look for them (the data directory by default).
+        placed = {"encryption.key": config.encryption_key_file,
+                  "ssh/known_hosts": config.ssh_known_hosts_file}
         for name in manifest["sha256"]:
-            _put_file(unpacked / name, target / name)
+            _put_file(unpacked / name, Path(placed.get(name) or target / name))
     settings_file = target / "config.yaml"
     document = {}
     if settings_file.is_file():
