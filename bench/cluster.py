@@ -328,9 +328,9 @@ class Balancer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        if not shutil.which("haproxy"):
+            raise RuntimeError("haproxy is not installed (scripts/install-test-deps.sh)")
         self.net.add("lb")
-        shutil.which("haproxy") or sys.exit("haproxy is not installed "
-                                            "(scripts/install-test-deps.sh)")
         with open(self.work / "haproxy.log", "ab") as out:
             self.process = subprocess.Popen(
                 self.net.argv("lb", ["haproxy", "-db", "-f", HAPROXY_CONFIG]), env=self.env,
