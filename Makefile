@@ -58,10 +58,16 @@ rpm:
 ## Scale benchmark: server + N simulated devices, one JSON report (docs/scale.md).
 DEVICES ?= 1000
 BENCH_ARGS ?=
+# NODES=2: the same workload on server nodes behind HAProxy (bench/multihost.py, root).
+NODES ?= 1
 bench: setup
 	@$(BIN)/python -c 'import aiohttp' 2>/dev/null || $(BIN)/pip install -q -e './agent[simulator]'
-	timeout 7200 $(BIN)/python -m bench.run --devices $(DEVICES) \
-		--output bench/report-$(DEVICES).json $(BENCH_ARGS)
+	@if [ "$(NODES)" -gt 1 ]; then \
+		timeout 7200 $(BIN)/python -m bench.multihost --bench --nodes $(NODES) \
+			--devices $(DEVICES) --output bench/report-multihost-$(DEVICES).json $(BENCH_ARGS); \
+	else \
+		timeout 7200 $(BIN)/python -m bench.run --devices $(DEVICES) \
+			--output bench/report-$(DEVICES).json $(BENCH_ARGS); fi
 
 ## Web console page latency with 100,000 devices on the local PostgreSQL (docs/ui.md).
 UI_DEVICES ?= 100000

@@ -10,6 +10,7 @@ in the per-connection copy of ``app_state``, which uvicorn copies into every req
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -78,6 +79,15 @@ class DrainingServer(uvicorn.Server):
             sock.close()
         listener.drain()
         await super().shutdown(sockets)
+        # The last second of last-seen times is still in memory; another node serves these
+        # devices next, and must not judge them by times this process never wrote.
+        from devices.services import last_seen_buffer
+
+        try:
+            await asyncio.to_thread(last_seen_buffer.flush)
+        except Exception as exc:  # noqa: BLE001 - stale times at worst; the stop goes on
+            logging.getLogger("uvicorn.error").warning("could not write last-seen times: %s",
+                                                      exc)
 
 
 def _worker(config: uvicorn.Config, sockets: list[socket.socket], master: int) -> None:

@@ -22,8 +22,10 @@ TICK = 0.5
 
 class ConsoleLoad:
     def __init__(self, base: str, agent_port: int, ca: str, token: str, work: Path,
-                 count: int, api):
+                 count: int, api, agent_host: str | None = None):
         self.base, self.agent_port, self.ca, self.token = base, agent_port, ca, token
+        # The device's end may go to another host than the user's (bench/multihost.py).
+        self.agent_host = agent_host or urlsplit(base).hostname
         self.count, self.api = count, api
         self.devices = sorted(work.glob("devices-*/*.pem"))[:count]
         self.stopping = threading.Event()
@@ -102,8 +104,7 @@ class ConsoleLoad:
         context.minimum_version = ssl.TLSVersion.TLSv1_3
         context.load_cert_chain(str(pem))
         context.set_alpn_protocols(["h2"])
-        host = urlsplit(self.base).hostname
-        channel = Channel(host, self.agent_port, ssl=context)
+        channel = Channel(self.agent_host, self.agent_port, ssl=context)
         try:
             method = StreamStreamMethod(channel, METHOD, StreamRequest, StreamResponse)
             async with method.open(metadata={

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -92,7 +93,8 @@ class LastSeenBuffer:
 
 
 def _relaxed_commit() -> None:
-    """Commit the current transaction without waiting for its WAL to reach the disk.
+    """Commit the current transaction without waiting for its WAL to reach the disk (with
+    ``status_synchronous_commit`` at its default, ``off``; docs/deploy-multihost.md).
 
     For what agents send again anyway (a status report every minute, last-seen times): a
     crash can lose the last fraction of a second of these, never corrupt anything, and the
@@ -100,7 +102,9 @@ def _relaxed_commit() -> None:
     time while 3,000 devices reported during a rollout (docs/scale.md).
     """
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        # A validated keyword (flightctl.config.SYNCHRONOUS_COMMIT), never free text.
+        cursor.execute(f"SET LOCAL synchronous_commit TO "
+                       f"{settings.FLIGHTCTL.status_synchronous_commit}")
 
 
 #: the process's buffer; only the agent API turns it on (elsewhere writes are immediate)

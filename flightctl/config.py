@@ -26,6 +26,7 @@ ENV_PREFIX = "FLIGHTCTL_"
 _DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h)$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SYNCHRONOUS_COMMIT = ("off", "local", "remote_write", "on", "remote_apply")
 
 
 class ConfigError(ValueError):
@@ -155,6 +156,12 @@ class Config:
     auth_rate_limit: str = "20/1m"
     login_failure_limit: str = "5/15m"
     api_rate_limit: str = ""
+    # PostgreSQL's synchronous_commit for what agents send again anyway (status reports and
+    # last-seen times): "off" (the default) acknowledges before the commit is on disk, so a
+    # database crash or failover can lose the last moments of these (the next report restores
+    # them); "on" or "remote_write" with a synchronous standby keeps every acknowledged one
+    # across a failover (docs/deploy-multihost.md). Every other write uses the server's setting.
+    status_synchronous_commit: str = "off"
     # Peers whose True-Client-IP / X-Real-IP / X-Forwarded-For name the client (CIDRs).
     rate_limit_trusted_proxies: list[str] = field(default_factory=list)
     # JSON pointers ResourceSync drops from fleet manifests, keeping the server's value instead.
@@ -250,6 +257,10 @@ def _validate(config: Config, problems: list[str]) -> None:
             ipaddress.ip_network(value, strict=False)
         except ValueError as exc:
             problems.append(f"rate_limit_trusted_proxies: {exc}")
+    if config.status_synchronous_commit not in SYNCHRONOUS_COMMIT:
+        allowed = ", ".join(SYNCHRONOUS_COMMIT)
+        problems.append(f"status_synchronous_commit: must be one of {allowed}, "
+                        f"not {config.status_synchronous_commit!r}")
     if config.log_level.lower() not in LOG_LEVELS:
         allowed = ", ".join(LOG_LEVELS)
         problems.append(f"log_level: must be one of {allowed}, not {config.log_level!r}")

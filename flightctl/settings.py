@@ -43,7 +43,9 @@ def database_from_url(url: str) -> dict:
     """Django DATABASES entry for a postgres URL (``?host=/dir`` selects a Unix socket)."""
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
-    host = query.pop("host", [parsed.hostname or ""])[0]
+    hosts, ports = _hosts(parsed.netloc.rpartition("@")[2])
+    host = query.pop("host", [hosts])[0]
+    port = query.pop("port", [ports])[0]
     options = {key: values[0] for key, values in query.items()}
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -51,12 +53,30 @@ def database_from_url(url: str) -> dict:
         "USER": unquote(parsed.username or "postgres"),
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
-        "PORT": str(parsed.port or ""),
+        "PORT": port,
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": "test_flightctl"},
     }
+
+
+def _hosts(netloc: str) -> tuple[str, str]:
+    """libpq's host and port lists of a URL's ``host1:port1,host2:port2`` part (a multi-host
+    URL, docs/deploy-multihost.md): ``("h1,h2", "p1,p2")``, handed to libpq as they are, which
+    tries them in turn (``target_session_attrs=read-write`` skips a standby)."""
+    hosts, ports = [], []
+    for item in filter(None, netloc.split(",")):
+        if item.startswith("["):  # [v6]:port
+            address, _, rest = item[1:].partition("]")
+            port = rest.lstrip(":")
+        else:
+            address, _, port = item.partition(":")
+        hosts.append(unquote(address))
+        ports.append(port)
+    if not any(ports):
+        ports = []
+    return ",".join(hosts), ",".join(ports)
 
 
 SECRET_KEY = _secret_key()

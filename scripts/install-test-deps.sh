@@ -16,7 +16,9 @@ set -euo pipefail
 # through Debian's chromedriver (Selenium never downloads a browser or driver here).
 # mmdebstrap: the deployment's base images are made from Debian's packages (no registry);
 # systemd: systemd-analyze verifies the generated quadlet services and the agent's unit.
-packages=(git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools mmdebstrap systemd)
+# haproxy/postgresql-15/iproute2: the multi-host test (tests/test_multihost.py) puts server
+# nodes, a PostgreSQL primary and standby and HAProxy on hosts of their own (ip netns).
+packages=(haproxy postgresql-15 iproute2 git openssh-server apache2-utils swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev podman docker-registry busybox-static rpm prometheus-alertmanager chromium chromium-driver zbar-tools mmdebstrap systemd)
 here="$(cd "$(dirname "$0")" && pwd)"
 prepare="$here/../../shared/ci/prepare-host.sh"
 

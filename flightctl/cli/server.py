@@ -415,6 +415,7 @@ def _serve(config, lock: RunLock) -> int:
 
 
 # Commands kept in modules of their own register themselves on ``main``.
+import flightctl.cli.cluster_commands  # noqa: E402, F401, I001
 from flightctl.cli import database_commands  # noqa: E402, F401, I001
 from flightctl.cli import deploy_commands  # noqa: E402, F401
 
