@@ -277,12 +277,19 @@ def check_config(data_dir):
 def _bootstrap_admin_token(config) -> None:
     """On a fresh installation, create user ``admin`` and show its token once."""
     from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
 
     from flightctl.pki import write_private
+    from flightctl.schema import MIGRATION_LOCK
 
-    if get_user_model().objects.exists():
-        return
-    token = _issue_token("admin", "bootstrap token of the first start")
+    with transaction.atomic():
+        # Nodes of several hosts may make their first start on one database together: the
+        # lock (the migrations' own, held until the transaction ends) lets one create admin.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        if get_user_model().objects.exists():
+            return
+        token = _issue_token("admin", "bootstrap token of the first start")
     path = Path(config.data_dir) / "admin-token"
     write_private(path, (token + "\n").encode())
     click.echo(f"Created user 'admin'. Its API token (also saved in {path}, mode 0600):\n"
