@@ -64,6 +64,11 @@ class AgentApplication:
             if bad is not None:  # before any route: a NUL in a name is no device's name
                 await _respond(send, _answer_now(_error(bad)))
                 return
+            if path == "/healthz" and scope["method"] in ("GET", "HEAD"):
+                # Liveness (the reference's healthChecks.livenessPath), and the benchmark's
+                # trivial endpoint on this stack: TLS, HTTP, the response, nothing else.
+                await _respond(send, _answer_now((200, {"status": "ok"}, {})))
+                return
             if match := RENDERED_PATH.match(path):
                 await _respond(send, rendered(scope, match[1]))
                 return
