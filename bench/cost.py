@@ -211,7 +211,7 @@ async def memory(base: str, identities: Identities, pid: int, steps: int) -> dic
         await asyncio.gather(*(load._one(warm, op, name, context)
                                for name, context in identities.devices[:5]))
     await warm.close()
-    await asyncio.sleep(2)
+    await asyncio.sleep(32)  # past the server's first trim (agent_api.asgi): a settled start
     polls: list[asyncio.Task] = []
     points = [(0, procs.rss_bytes([pid]))]
     held = 0
@@ -230,6 +230,10 @@ async def memory(base: str, identities: Identities, pid: int, steps: int) -> dic
         held += len(chunk)
         await asyncio.sleep(3)
         points.append((held, procs.rss_bytes([pid])))
+    # What stays once the server has handed freed memory back (agent_api.asgi trims every
+    # 30 s): the connections' own cost, without what their handshakes left behind.
+    await asyncio.sleep(35)
+    settled = procs.rss_bytes([pid])
     for task in polls:
         task.cancel()
     await asyncio.gather(*polls, return_exceptions=True)
@@ -237,7 +241,9 @@ async def memory(base: str, identities: Identities, pid: int, steps: int) -> dic
         await session.close()
     (d0, r0), (d1, r1) = points[0], points[-1]
     return {"points": [{"devices": d, "rss_mb": round(r / 2**20, 1)} for d, r in points],
-            "kb_per_device": round((r1 - r0) / 1024 / max(1, d1 - d0), 1)}
+            "kb_per_device": round((r1 - r0) / 1024 / max(1, d1 - d0), 1),
+            "settled_rss_mb": round(settled / 2**20, 1),
+            "settled_kb_per_device": round((settled - r0) / 1024 / max(1, d1 - d0), 1)}
 
 
 def _run_phase(coroutine) -> dict:
