@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agent_api import db as agent_db
+from agent_api.admission import admission
 from agent_api.listener import DRAIN, listener
 from agent_api.middleware import authenticate, response_headers
 from agent_api.views import org_of, parse_json, require_device, store_status
@@ -74,6 +75,10 @@ class AgentApplication:
                 return
             if scope["method"] == "PUT" and (match := STATUS_PATH.match(path)):
                 await _respond(send, put_status(scope, receive, match[1]))
+                return
+            if admission.applies(path):  # a bounded share for enrollment storms
+                await admission.run(self.django, scope, receive, send,
+                                    lambda answer: _respond(send, _answer_now(answer)))
                 return
         await self.django(scope, receive, send)
 
