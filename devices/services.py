@@ -49,11 +49,13 @@ class LastSeenBuffer:
         self._lock = threading.Lock()
         self.enabled = False
 
-    def add(self, org_id, name: str) -> None:
+    def add(self, org_id, name: str, *, force: bool = False) -> None:
+        """Buffer the device's last-seen time; ``force``: even if written moments ago (a
+        render delivered, which rollout pacing reads: fleets.pacing)."""
         key = (str(org_id), name)
         now = time.monotonic()
         with self._lock:
-            if now - self._written.get(key, -1e9) < self.granularity:
+            if not force and now - self._written.get(key, -1e9) < self.granularity:
                 return  # written moments ago: nothing a reader could tell apart
             self._written[key] = now
             self._pending[key] = timezone.now()
@@ -113,11 +115,12 @@ RELAXED_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 last_seen_buffer = LastSeenBuffer()
 
 
-def touch_last_seen(org_id, name: str) -> None:
+def touch_last_seen(org_id, name: str, *, delivered: bool = False) -> None:
     """Record that the device called in now: buffered in the agent API process, otherwise one
-    immediate UPDATE (tests, management commands)."""
+    immediate UPDATE (tests, management commands). ``delivered``: the call is a render handed
+    to the device's waiting long-poll, always written (rollout pacing reads it)."""
     if last_seen_buffer.enabled:
-        last_seen_buffer.add(org_id, name)
+        last_seen_buffer.add(org_id, name, force=delivered)
     else:
         Device.objects.filter(org_id=org_id, name=name).update(last_seen=timezone.now())
 
