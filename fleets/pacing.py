@@ -11,8 +11,8 @@ So the rate adapts (additive-increase/multiplicative-decrease, as TCP does): the
 records the moment it delivers a render to a waiting long-poll (a last-seen write, flushed
 within a second), and every half second the pass looks at the pages it rendered at least
 :data:`PROBE_AGE` seconds earlier. If (nearly) every connected device of those pages has
-been delivered, the agent API keeps up and the rate grows by a quarter; if more than a tenth
-have not, their deliveries are queueing and the rate is cut. It starts at
+been delivered, the agent API keeps up and the rate grows by a step; if more than a tenth
+have not, their deliveries are queueing and the rate is cut by 30 %. It starts at
 ``rollout_dispatch_rate`` and stays between a quarter of it and eight times it. Devices that
 have not called in for :data:`CONNECTED_SECONDS` before their render are not counted: an
 offline device is not a slow server.
@@ -34,7 +34,10 @@ INTERVAL = 0.5
 #: controlled, so the rate grows only when (nearly) every device was on time. With 0.9/0.6
 #: and 2 s, 2,000 devices converged in 11 s but 1 % waited over 1.7 s (docs/scale.md).
 GROW_ABOVE, SHRINK_BELOW = 0.98, 0.9
-GROWTH, CUT = 1.25, 0.6
+#: additive increase (a tenth of the starting rate per adjustment: +24/s a second from 120),
+#: multiplicative decrease. Growing by a quarter per adjustment overshot: the signal is 1.5-2 s
+#: late, and by then the rate had doubled (2,000 devices: delivery p50 1.9 s, docs/scale.md).
+STEP, CUT = 0.1, 0.7
 #: a device heard from less than this long before its render is connected (its long-poll
 #: comes back at least every 2 minutes and its status every minute)
 CONNECTED_SECONDS = 150
@@ -48,6 +51,7 @@ class Pace:
     def __init__(self, rate: float):
         self.rate = float(rate)
         self.floor, self.ceiling = max(1.0, rate / 4), rate * 8
+        self.step = max(1.0, rate * STEP)
         self._rendered: deque[tuple[float, list[int]]] = deque()
         self._next_check = time.monotonic() + INTERVAL
         #: (delivered, connected, new rate) of every adjustment, for logs and tests
@@ -76,7 +80,7 @@ class Pace:
             return
         share = delivered / connected
         if share >= GROW_ABOVE:
-            self.rate = min(self.ceiling, self.rate * GROWTH)
+            self.rate = min(self.ceiling, self.rate + self.step)
         elif share < SHRINK_BELOW:
             self.rate = max(self.floor, self.rate * CUT)
         self.history.append((delivered, connected, self.rate))
