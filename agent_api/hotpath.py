@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agent_api import db as agent_db
+from agent_api.admission import admission
 from agent_api.listener import DRAIN, listener
 from agent_api.middleware import authenticate, response_headers
 from agent_api.views import org_of, parse_json, require_device, store_status
@@ -64,11 +65,20 @@ class AgentApplication:
             if bad is not None:  # before any route: a NUL in a name is no device's name
                 await _respond(send, _answer_now(_error(bad)))
                 return
+            if path == "/healthz" and scope["method"] in ("GET", "HEAD"):
+                # Liveness (the reference's healthChecks.livenessPath), and the benchmark's
+                # trivial endpoint on this stack: TLS, HTTP, the response, nothing else.
+                await _respond(send, _answer_now((200, {"status": "ok"}, {})))
+                return
             if match := RENDERED_PATH.match(path):
                 await _respond(send, rendered(scope, match[1]))
                 return
             if scope["method"] == "PUT" and (match := STATUS_PATH.match(path)):
                 await _respond(send, put_status(scope, receive, match[1]))
+                return
+            if admission.applies(path):  # a bounded share for enrollment storms
+                await admission.run(self.django, scope, receive, send,
+                                    lambda answer: _respond(send, _answer_now(answer)))
                 return
         await self.django(scope, receive, send)
 
@@ -174,6 +184,13 @@ async def _rendered_answer(org, name: str) -> Answer:
     return 200, body, {}
 
 
+async def _touch(org, name: str, delivered: bool = False) -> None:
+    if last_seen_buffer.enabled:  # an in-memory append; the flusher writes it
+        touch_last_seen(org, name, delivered=delivered)
+    else:
+        await _in_thread(lambda: touch_last_seen(org, name, delivered=delivered))
+
+
 async def rendered(scope, name: str) -> Answer:
     """200 + rendered Device when the device's version differs from ``knownRenderedVersion``
     (or without it); otherwise wait for a render notification up to
@@ -198,13 +215,11 @@ async def rendered(scope, name: str) -> Answer:
     except ApiError as exc:
         return _error(exc)
     org = org_of(peer)
-    if last_seen_buffer.enabled:
-        touch_last_seen(org, name)  # an in-memory append; the flusher writes it
-    else:
-        await _in_thread(touch_last_seen, org, name)
+    await _touch(org, name)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _wait_timeout()
     announced = None  # the version a render notification woke us for
+    woken = False  # by a notification: what this call answers now is a delivery
     while True:
         # Subscribe before reading, so a render committed after the read still wakes us.
         waiter = listener.subscribe(org, name)
@@ -232,6 +247,8 @@ async def rendered(scope, name: str) -> Answer:
             if version == 0:
                 return 409, status_body(409, "no rendered version for device"), {}
             if known is None or version != known:
+                if woken:  # the moment of delivery, which rollout pacing reads
+                    await _touch(org, name, delivered=True)
                 return await _rendered_answer(org, name)
             remaining = deadline - loop.time()
             if remaining <= 0 or listener.draining:
@@ -241,6 +258,6 @@ async def rendered(scope, name: str) -> Answer:
             done, _ = await asyncio.wait({waiter}, timeout=remaining)
             if not done or waiter.result() == DRAIN:
                 return 204, None, {}
-            announced = _version(waiter.result())
+            announced, woken = _version(waiter.result()), True
         finally:
             listener.unsubscribe(org, name, waiter)

@@ -113,6 +113,9 @@ class Bench:
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
                "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers),
                "FLIGHTCTL_TASK_WORKERS": str(self.args.task_workers)}
+        for name in ("enrollment_concurrency", "enrollment_queue"):
+            if getattr(self.args, name, None) is not None:
+                env[f"FLIGHTCTL_{name.upper()}"] = str(getattr(self.args, name))
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.server = self.spawn(
             [BIN / "flightctl-server", "serve", "--address", f"127.0.0.1:{self.port}",
@@ -153,25 +156,69 @@ class Bench:
         even root cannot raise). Each gets its own share, source addresses and stats file."""
         n = self.args.devices
         count = self.args.simulator_processes or max(1, math.ceil(n / DEVICES_PER_SIMULATOR))
-        sources_each = max(1, math.ceil(2 * n / count / PORTS_PER_SOURCE))
+        self.sources_each = max(1, math.ceil(2 * n / count / PORTS_PER_SOURCE))
         self.stats_files, self.simulators = [], []
         for index in range(count):
             share = n // count + (1 if index < n % count else 0)
             stats_file = self.work / f"simulator-{index}-stats.json"
-            ips = [f"127.0.{index}.{i + 1}" for i in range(sources_each)]
-            self.simulators.append(self.spawn(
-                [BIN / "flightctl-agent", "simulate", "--user-api", self.base,
-                 "--ca-file", self.ca, "--devices", str(share),
-                 "--concurrency", str(max(1, self.args.concurrency // count)),
-                 "--status-interval", str(self.args.status_interval),
-                 "--failing-share", str(self.args.failing_share),
-                 "--source-ips", ",".join(ips), "--stats-file", str(stats_file),
-                 "--work-dir", str(self.work / f"devices-{index}")],
-                f"simulator-{index}.log",
-                {"FLIGHTCTL_TOKEN": self.api.headers["Authorization"][7:]}))
+            self.simulators.append(self._simulator(index, share, stats_file,
+                                                   max(1, self.args.concurrency // count)))
             self.stats_files.append(stats_file)
         self.report["simulator_processes"] = count
-        self.report["source_addresses"] = count * sources_each
+        self.report["source_addresses"] = count * self.sources_each
+
+    def _simulator(self, index: int, devices: int, stats_file: Path,
+                   concurrency: int) -> subprocess.Popen:
+        ips = [f"127.0.{index}.{i + 1}" for i in range(self.sources_each)]
+        return self.spawn(
+            [BIN / "flightctl-agent", "simulate", "--user-api", self.base,
+             "--ca-file", self.ca, "--devices", str(devices),
+             "--concurrency", str(concurrency),
+             "--status-interval", str(self.args.status_interval),
+             "--failing-share", str(self.args.failing_share),
+             "--source-ips", ",".join(ips), "--stats-file", str(stats_file),
+             "--work-dir", str(self.work / f"devices-{index}")],
+            f"simulator-{index}.log",
+            {"FLIGHTCTL_TOKEN": self.api.headers["Authorization"][7:]})
+
+    def storm(self) -> dict:
+        """``--storm`` more devices enroll at once (one more simulator process, all of them
+        started together) while the fleet stays connected: how fast they enroll, how many
+        calls admission control deferred (503 + Retry-After), and what the connected devices
+        saw meanwhile, to set against the steady-state window."""
+        n, index = self.args.storm, len(self.simulators)
+        stats_file = self.work / "simulator-storm-stats.json"
+        before, cpu0, started = self.stats(), self.server_cpu(), time.monotonic()
+        process = self._simulator(index, n, stats_file, self.args.storm_concurrency)
+        self.simulators.append(process)
+
+        def storm_stats() -> dict:
+            try:
+                return json.loads(stats_file.read_text())
+            except (OSError, ValueError):
+                return {}
+
+        def enrolled():
+            if process.poll() is not None:
+                raise RuntimeError(f"storm simulator exited; see simulator-{index}.log")
+            stats = storm_stats()
+            if stats.get("enroll_failed"):
+                raise RuntimeError(f"{stats['enroll_failed']} storm devices gave up enrolling: "
+                                   f"{stats.get('error_samples')}")
+            return stats.get("enrolled", 0) >= n
+        wait_for(f"{n} storm enrollments", enrolled, self.args.enroll_timeout, 1)
+        elapsed = time.monotonic() - started
+        window = diff(self.stats(), before)
+        ops = (storm_stats().get("ops") or {})
+        return {"devices": n, "enroll_seconds": round(elapsed, 1),
+                "enrollments_per_second": round(n / elapsed, 1),
+                "deferred_503": sum(op["count"] for name, op in ops.items()
+                                    if name.endswith(".deferred")),
+                "storm_errors": storm_stats().get("errors_total", 0),
+                "storm_error_samples": storm_stats().get("error_samples"),
+                "server_cpu_cores": round((self.server_cpu() - cpu0) / elapsed, 2),
+                "connected": {"errors": sum(op["errors"] for op in window.values()),
+                              "operations": summarize(window, elapsed)}}
 
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds so far of the agent API, the rest of the server, PostgreSQL and the
@@ -257,6 +304,8 @@ class Bench:
             self.report["steady_state_with_consoles"] = self.steady_window()
             self.report["with_consoles"] = self.rollout("version 3\n")
             self.report["consoles"] = load.stop()
+        if args.storm:
+            self.report["storm"] = self.storm()
         final = self.stats()
         self.report["simulator"] = {"enrolled": final.get("enrolled"),
                                     "errors_total": final.get("errors_total"),
@@ -375,6 +424,15 @@ def main(argv=None) -> int:
     parser.add_argument("--agent-api-workers", type=int, default=0,
                         help=f"agent API processes (default: one per "
                         f"{DEVICES_PER_AGENT_API_WORKER} devices, at least 2)")
+    parser.add_argument("--storm", type=int, default=0,
+                        help="after the rollout, this many more devices enroll at once while "
+                             "the fleet stays connected (report: storm)")
+    parser.add_argument("--storm-concurrency", type=int, default=200,
+                        help="enrollments the storm's simulator keeps in flight")
+    parser.add_argument("--enrollment-concurrency", type=int,
+                        help="the server's enrollment_concurrency (admission control)")
+    parser.add_argument("--enrollment-queue", type=int,
+                        help="the server's enrollment_queue (admission control)")
     args = parser.parse_args(argv)
     args.agent_api_workers = args.agent_api_workers or max(
         2, math.ceil(args.devices / DEVICES_PER_AGENT_API_WORKER))

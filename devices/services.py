@@ -50,11 +50,13 @@ class LastSeenBuffer:
         self._lock = threading.Lock()
         self.enabled = False
 
-    def add(self, org_id, name: str) -> None:
+    def add(self, org_id, name: str, *, force: bool = False) -> None:
+        """Buffer the device's last-seen time; ``force``: even if written moments ago (a
+        render delivered, which rollout pacing reads: fleets.pacing)."""
         key = (str(org_id), name)
         now = time.monotonic()
         with self._lock:
-            if now - self._written.get(key, -1e9) < self.granularity:
+            if not force and now - self._written.get(key, -1e9) < self.granularity:
                 return  # written moments ago: nothing a reader could tell apart
             self._written[key] = now
             self._pending[key] = timezone.now()
@@ -102,20 +104,27 @@ def _relaxed_commit() -> None:
     time while 3,000 devices reported during a rollout (docs/scale.md).
     """
     with connection.cursor() as cursor:
-        # A validated keyword (flightctl.config.SYNCHRONOUS_COMMIT), never free text.
-        cursor.execute(f"SET LOCAL synchronous_commit TO "
-                       f"{settings.FLIGHTCTL.status_synchronous_commit}")
+        cursor.execute(relaxed_commit())
+
+
+def relaxed_commit() -> str:
+    """:func:`_relaxed_commit`'s statement, which a status report also sends in front of its
+    UPDATE (one round trip fewer: Django's psycopg cursors bind parameters client-side, so one
+    execute may carry several statements). The level is a validated keyword
+    (``flightctl.config`` checks ``status_synchronous_commit``), never free text."""
+    return f"SET LOCAL synchronous_commit TO {settings.FLIGHTCTL.status_synchronous_commit}"
 
 
 #: the process's buffer; only the agent API turns it on (elsewhere writes are immediate)
 last_seen_buffer = LastSeenBuffer()
 
 
-def touch_last_seen(org_id, name: str) -> None:
+def touch_last_seen(org_id, name: str, *, delivered: bool = False) -> None:
     """Record that the device called in now: buffered in the agent API process, otherwise one
-    immediate UPDATE (tests, management commands)."""
+    immediate UPDATE (tests, management commands). ``delivered``: the call is a render handed
+    to the device's waiting long-poll, always written (rollout pacing reads it)."""
     if last_seen_buffer.enabled:
-        last_seen_buffer.add(org_id, name)
+        last_seen_buffer.add(org_id, name, force=delivered)
     else:
         Device.objects.filter(org_id=org_id, name=name).update(last_seen=timezone.now())
 
@@ -159,7 +168,6 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
     """
     now = timezone.now()
     with transaction.atomic():
-        _relaxed_commit()
         current = _LOCKED_FOR_STATUS.first(org_id, name)
         if current is None:
             return None
@@ -184,7 +192,7 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
         with connection.cursor() as cursor:
             # Raw SQL: the ORM's update() compiles a new statement on every report.
             cursor.execute(
-                "UPDATE devices_device SET status = %s::jsonb, last_seen = %s, "
+                f"{relaxed_commit()}; UPDATE devices_device SET status = %s::jsonb, last_seen = %s, "
                 "resource_version = %s, updated_at = CASE WHEN %s THEN %s ELSE updated_at END "
                 "WHERE id = %s",
                 [json.dumps(merged), now, version, changed, now, current.pk])

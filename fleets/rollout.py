@@ -49,6 +49,7 @@ from devices.models import Device
 from devices.rendering import SPEC_VALID, render_devices
 from fleets import choices as c
 from fleets.models import Fleet, TemplateVersion
+from fleets.pacing import Pace
 from fleets.templates import TemplateError, current_template_version, device_spec
 from flightctl.api import annotations as keys
 from flightctl.api.conditions import set_condition, update_conditions
@@ -116,9 +117,10 @@ def dispatch_fleet(fleet_pk: int, *, seconds: float | None = None) -> int:
     fleet and re-reads its TemplateVersion, so no page writes a superseded spec: a newer one
     created meanwhile restarts the pass from the first member.
 
-    Pages are paced to ``rollout_dispatch_rate`` devices a second. Every render wakes its
-    device's long-poll, and each woken agent fetches its spec, applies it and reports: woken
-    all at once, 10,000 devices queued for tens of seconds behind each other on the agent API
+    Pages are paced, starting at ``rollout_dispatch_rate`` devices a second and adapting to
+    how fast the agent API delivers them (fleets.pacing). Every render wakes its device's
+    long-poll, and each woken agent fetches its spec, applies it and reports: woken all at
+    once, 10,000 devices queued for tens of seconds behind each other on the agent API
     (docs/scale.md). Paced below what the agent API can serve, every device gets its spec
     within moments of its render, and the whole fleet sooner than unpaced.
 
@@ -141,8 +143,7 @@ def dispatch_fleet(fleet_pk: int, *, seconds: float | None = None) -> int:
 
 
 def _dispatch_fleet(fleet_pk: int, deadline: float) -> int:
-    rate = settings.FLIGHTCTL.rollout_dispatch_rate
-    size = min(PAGE, max(1, rate // 10))  # ten pages a second: a stream, not bursts
+    pace = Pace(settings.FLIGHTCTL.rollout_dispatch_rate)  # adapts (fleets.pacing)
     dispatched, last_pk, started, fleet, tv = 0, 0, "", None, None
     next_page = time.monotonic()
     while True:
@@ -159,15 +160,17 @@ def _dispatch_fleet(fleet_pk: int, deadline: float) -> int:
             if tv.name != started:  # a newer TemplateVersion: it goes to every member
                 started, last_pk = tv.name, 0
             page = list(_members(fleet).exclude(_on_tv(tv.name)).filter(pk__gt=last_pk)
-                        .select_for_update().order_by("pk")[:size])
+                        .select_for_update().order_by("pk")[:pace.page_size(PAGE)])
             if not page:
                 break
             last_pk = page[-1].pk
-            next_page += len(page) / rate
+            next_page += len(page) / pace.rate
             sent = _dispatch_page(tv, page)
             dispatched += len(sent)
             if not _policy(fleet).get("disruptionBudget"):
                 _render(sent, fleet)
+                pace.rendered([device.pk for device in sent])
+        pace.adjust()
     render_pending(fleet, tv)  # what a disruption budget holds back, and any stragglers
     return dispatched
 

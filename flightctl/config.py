@@ -171,6 +171,12 @@ class Config:
     # other host needs https. Loopback by default: that traffic never leaves the machine.
     plain_http_credential_hosts: list[str] = field(
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    # Enrollment admission (docs/scale.md): in each agent API process at most this many
+    # enrollment calls run at once and this many more wait their turn; beyond that a call is
+    # answered 503 with Retry-After (agents retry). An enrollment storm then gets a bounded
+    # share of the threads, database connections and CPU that connected devices need.
+    enrollment_concurrency: int = 2
+    enrollment_queue: int = 200
 
     @property
     def disconnected_timeout_seconds(self) -> float:
@@ -264,6 +270,9 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.log_level.lower() not in LOG_LEVELS:
         allowed = ", ".join(LOG_LEVELS)
         problems.append(f"log_level: must be one of {allowed}, not {config.log_level!r}")
+    if config.enrollment_concurrency < 1 or config.enrollment_queue < 0:
+        problems.append("enrollment_concurrency must be at least 1 and enrollment_queue at "
+                        "least 0")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         problems.append("tls_cert_file and tls_key_file must be given together")
     if bool(config.ca_cert_file) != bool(config.ca_key_file):

@@ -138,3 +138,33 @@ def test_a_long_pass_goes_on_in_a_new_task_and_one_pass_runs_at_a_time(api, monk
 
     assert {d.rendered_spec["os"]["image"] for d in Device.objects.all()} == {"quay.io/x/os:1"}
     assert len(queued) == 1
+
+
+def test_the_dispatch_rate_grows_while_deliveries_keep_up_and_is_cut_when_they_lag(db):
+    """fleets.pacing: judged on rendered pages old enough, from the agent API's record of
+    each delivery (last_seen written at the moment a woken long-poll answers)."""
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from devices.models import Device
+    from fleets.pacing import Pace
+
+    rendered_at = timezone.now() - timedelta(seconds=5)
+
+    def devices(prefix: str, seen_after_render: float) -> list[int]:
+        return [Device.objects.create(
+            org_id=ORG, name=f"{prefix}{i}", rendered_version=1, rendered_at=rendered_at,
+            last_seen=rendered_at + timedelta(seconds=seen_after_render)).pk for i in range(10)]
+
+    delivered, lagging = devices("fast", 0.3), devices("slow", -30)
+    offline = devices("gone", -3600)  # not heard from for an hour: says nothing
+    pace, now = Pace(100), time.monotonic()
+    for ids, later in ((delivered, 1), (lagging, 2), (offline, 3), (delivered[:3], 4)):
+        pace.rendered(ids, at=now + later - 5)
+        pace.adjust(now=now + later)
+    assert [rate for _, _, rate in pace.history] == [110.0, 77.0]
+    # a page is judged once; three devices are too few to move the rate
+    assert pace.rate == 77.0 and pace.page_size(1000) == 7
+    assert Pace(100).ceiling == 800 and Pace(100).floor == 25

@@ -2,8 +2,11 @@
 
 It runs the real thing (``python -m bench.run``): embedded PostgreSQL, ``flightctl-server
 serve``, ``flightctl-agent simulate`` with 200 devices that enroll through the agent API and
-are approved through the user API, a fleet owning them all and a template change. It asserts
-correctness, not timings: every device enrolled, no request failed, the fleet converged.
+are approved through the user API, a fleet owning them all and a template change, then an
+enrollment storm: 100 more devices enrolling at once through an admission queue kept small,
+so that some are told to come back later (503 + Retry-After). It asserts correctness, not
+timings: every device enrolled, no request failed, the fleet converged, and the connected
+devices saw no error while the storm enrolled.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def test_two_hundred_simulated_devices_enroll_report_and_converge_without_errors
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--devices", "200", "--status-interval", "10",
          "--window", "10", "--quick", "--enroll-timeout", "150", "--rollout-timeout", "90",
+         "--storm", "100", "--storm-concurrency", "100", "--enrollment-queue", "4",
          "--output", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=420)
     report = json.loads(output.read_text()) if output.exists() else {}
@@ -38,3 +42,9 @@ def test_two_hundred_simulated_devices_enroll_report_and_converge_without_errors
     assert report["rollout_convergence_seconds"] > 0
     # ... each through its waiting long-poll, set against the render's time in the database
     assert report["rendered_delivery"]["devices"] == 200
+    # the storm: all 100 enrolled (the run waits for it), none failed, and the 200 connected
+    # devices kept reporting and long-polling without a single error meanwhile
+    storm = report["storm"]
+    assert storm["storm_errors"] == 0, storm["storm_error_samples"]
+    assert storm["connected"]["errors"] == 0
+    assert storm["connected"]["operations"]["status.put"]["count"] > 0

@@ -97,6 +97,8 @@ class Agent:
 
     def __init__(self, config: AgentConfig):
         self.config = config
+        if config.metrics_enabled:  # counting from the start (off: no instruments at all)
+            metrics.enable()
         paths = config.paths
         self.identity = self._identity()
         self.store = SpecStore(paths.data_dir, audit=AuditLog(

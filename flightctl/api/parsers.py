@@ -35,9 +35,25 @@ def too_large() -> ApiError:
     return ApiError(413, f"request body too large: at most {body_limit()} bytes are accepted")
 
 
+def _plainly_acceptable(text: bytes | str) -> bool:
+    """A sufficient condition for :func:`document_problem` to find nothing, checked on a
+    document's JSON text by C string searches: no NUL (escaped or raw: UTF-16/32 text has raw
+    ones, and falls through) and fewer brackets than :data:`MAX_DEPTH`, so no container can be
+    nested deeper. The walk below was a tenth of a status report's CPU in the agent API."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    return (b"\x00" not in text and b"\\u0000" not in text
+            and text.count(b"{") + text.count(b"[") < MAX_DEPTH)
+
+
 def document_problem(document) -> str | None:
     """Why a parsed JSON document is refused (NUL, nesting), or None. Iterative: the
     document may be too deep for recursion."""
+    try:
+        if _plainly_acceptable(json.dumps(document)):
+            return None
+    except (TypeError, ValueError, RecursionError):  # not plain JSON data: walk it
+        pass
     stack = [(document, 1, "")]
     while stack:
         value, depth, where = stack.pop()
@@ -69,7 +85,7 @@ def load_json(raw: bytes | str):
         raise bad_request(f"API Error: request body is nested deeper than {MAX_DEPTH} levels")
     except ValueError:  # also UnicodeDecodeError
         raise bad_request("API Error: request body is not valid JSON")
-    problem = document_problem(document)
+    problem = None if _plainly_acceptable(raw or b"") else document_problem(document)
     if problem:
         raise bad_request(f"API Error: {problem}")
     return document

@@ -16,12 +16,12 @@ agent never loads it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ for _name in ("hpack", "h2", "grpclib"):
     logging.getLogger(_name).setLevel(logging.INFO)
 
 REMEMBER_ENDED = 300.0  # seconds an ended session's ID is still refused (the reference's 5 min)
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class ConsoleManager:
@@ -68,6 +71,8 @@ class ConsoleManager:
             self._ended[session_id] = time.monotonic()
 
     def _submit(self, coroutine) -> None:
+        import asyncio  # only with a session: ~9 MB of an idle agent's memory without one
+
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
@@ -141,6 +146,8 @@ class ConsoleManager:
 
 async def _serve(stream, metadata: dict, user: str) -> None:
     """Run the session's process and relay its frames until it ends or the user leaves."""
+    import asyncio
+
     from flightctl_agent.console import session as console
     from flightctl_agent.console.wire import StreamRequest
 

@@ -131,19 +131,34 @@ class Simulation:
         """One enrollment call; a lost connection is retried, as the agent does (and counted
         as an error all the same). ``ok_on_retry`` on a retry means an earlier attempt was
         stored after all (409 exists, 400 already approved)."""
-        for attempt in range(ENROLL_ATTEMPTS):
+        attempt = 0
+        while attempt < ENROLL_ATTEMPTS and not self.stop.is_set():
             started = time.monotonic()
             try:
                 async with request() as response:
                     if response.status == ok or (attempt and response.status == ok_on_retry):
                         self.stats.record(op, time.monotonic() - started)
                         return True
+                    if response.status == 503:  # admission control: come back when told
+                        await self._deferred(op, response, started)
+                        continue
                     self.stats.error(op, f"{response.status} {(await response.text())[:200]}")
                     return False
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.stats.error(op, f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0 + attempt)
+            attempt += 1
         return False
+
+    async def _deferred(self, op: str, response, started: float) -> None:
+        """A 503 with Retry-After: the server's enrollment admission (or a restart) asks the
+        device to come back later, as the agent does; counted, not an error."""
+        self.stats.record(f"{op}.deferred", time.monotonic() - started)
+        try:
+            delay = float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            delay = 5.0
+        await asyncio.sleep(max(0.0, delay))
 
     async def _enroll(self, device: SimulatedDevice, enroll, enroll_ssl, user,
                       gate: asyncio.Semaphore) -> bool:
@@ -182,6 +197,9 @@ class Simulation:
                         if state.denied or state.failed:
                             self.stats.error("enroll.poll", f"refused: {state.message}")
                             return False
+                    elif response.status == 503:
+                        await self._deferred("enroll.poll", response, started)
+                        continue
                     else:
                         self.stats.error("enroll.poll", f"{response.status}")
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -1,0 +1,42 @@
+"""Enrollment admission control (agent_api.admission): a bounded share per process.
+
+The gate is exercised in its event loop with an application that holds its slot until
+released; the storm of the 200-device benchmark run (tests/test_scale.py) exercises it end to
+end with real enrollments."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def test_enrollment_calls_beyond_the_running_and_waiting_ones_are_told_to_come_back(
+        settings, monkeypatch):
+    from agent_api.admission import Admission
+
+    monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_concurrency", 1)
+    monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_queue", 1)
+    gate, release, ran, refused = Admission(), asyncio.Event(), [], []
+
+    async def application(scope, receive, send):
+        ran.append(scope["n"])
+        await release.wait()
+
+    async def refuse(answer):
+        refused.append(answer)
+
+    async def storm():
+        calls = [asyncio.create_task(gate.run(application, {"n": n}, None, None, refuse))
+                 for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert ran == [0] and gate.waiting == 1  # one runs, one waits, the third is refused
+        code, body, headers = refused[0]
+        assert code == 503 and body["code"] == 503 and int(headers["Retry-After"]) >= 1
+        release.set()
+        await asyncio.gather(*calls)
+        assert ran == [0, 1] and gate.refused == 1 and gate.waiting == 0
+
+    asyncio.run(storm())
+    assert gate.applies("/api/v1/enrollmentrequests")
+    assert gate.applies("/api/v1/enrollmentrequests/abc/tpmchallenge")
+    assert not gate.applies("/api/v1/enrollmentrequestsx")
+    assert not gate.applies("/api/v1/devices/abc/status")
