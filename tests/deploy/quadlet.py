@@ -236,8 +236,10 @@ def dryrun(unit_dir: Path, generator: Path) -> dict[str, Service]:
     """The services podman's generator writes for the quadlet units of ``unit_dir``."""
     dry = subprocess.run([str(generator), "-dryrun"], capture_output=True, text=True,
                          env={**os.environ, "QUADLET_UNIT_DIRS": str(Path(unit_dir).absolute())})
-    # It logs each file it loads; anything else it says is a complaint about a unit.
-    complaints = [line for line in dry.stderr.splitlines() if "Loading source unit" not in line]
+    # It logs each file it loads (and that it found none, for a directory without units, as
+    # after an uninstall); anything else it says is a complaint about a unit.
+    complaints = [line for line in dry.stderr.splitlines()
+                  if "Loading source unit file" not in line and "No files parsed" not in line]
     if dry.returncode != 0 or complaints:
         raise UnitError(f"quadlet -dryrun rejected the units: {' '.join(complaints)}")
     kinds = {"-network.service": "network", "-volume.service": "volume"}
