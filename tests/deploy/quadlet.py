@@ -15,7 +15,7 @@ A ``.target`` is no quadlet unit: the generator ignores it, and systemd reads it
 unit directory (deploy/install.sh puts it in /etc/systemd/system).
 
 Run as ``python -m tests.deploy.quadlet COMMAND ...``: the ``systemctl`` stand-in of the
-deployment test (daemon-reload, start, stop, restart, is-active; quadlet units from
+deployment test (daemon-reload, start, stop, restart, is-active, cat; quadlet units from
 ``$QUADLET_UNIT_DIR``, default /etc/containers/systemd, plain units from
 ``$SYSTEMD_UNIT_DIR``, default /etc/systemd/system).
 """
@@ -398,7 +398,7 @@ def main(argv: list[str]) -> int:
     system_dir = Path(os.environ.get("SYSTEMD_UNIT_DIR", "/etc/systemd/system"))
     state = Path(os.environ.get("SYSTEMCTL_STATE_DIR", "/run/flightctl-systemctl-standin"))
     if not argv:
-        print("usage: systemctl daemon-reload|start|stop|restart|is-active UNIT...",
+        print("usage: systemctl daemon-reload|start|stop|restart|is-active|cat UNIT...",
               file=sys.stderr)
         return 2
     command, names = argv[0], [u if "." in u else f"{u}.service" for u in argv[1:]]
@@ -418,6 +418,8 @@ def main(argv: list[str]) -> int:
             print("active" if active else "inactive")
             if not active:
                 return 3
+        elif command == "cat":  # the service file, as the generator writes it
+            print(f"# {unit}\n{ctl.services[unit].text()}")
         elif command in ("start", "stop", "restart"):
             getattr(ctl, command)(unit)
         else:
