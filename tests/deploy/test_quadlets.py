@@ -152,3 +152,28 @@ def test_install_puts_units_and_a_private_default_config_in_place_and_keeps_edit
     install("--with-alertmanager")
     assert config.read_text() == "log_level: debug\n"
     assert (units / "flightctl-alertmanager.container").exists()
+
+
+def test_the_converter_matches_the_generator_on_every_key_it_knows_in_any_order(tmp_path):
+    """The mapping beyond what our units happen to use: repeated and unsorted Environment= and
+    Label= pairs, a bind mount before a named volume before the network, the default container
+    name, a one-shot container (no sd_notify, not detached)."""
+    generator = find_generator()
+    assert generator, "podman's quadlet generator is missing: run scripts/install-test-deps.sh"
+    (tmp_path / "t.container").write_text(
+        "[Unit]\nDescription=every key\nWants=t-volume.service\n[Container]\n"
+        "Label=b=2 a=1\nVolume=/srv:/srv:ro\nVolume=t.volume:/data:Z\nExec=run \"two words\"\n"
+        "PublishPort=1:1\nSecret=s1\nHealthCmd=true\nEnvironment=Z=1 A=\"x y\"\n"
+        "Environment=M=2 Z=3\nLabel=c=3\nNetwork=t.network\nImage=localhost/t:1\n"
+        "LogDriver=journald\nPublishPort=2:2\nSecret=s0,type=env,target=S\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n[Install]\nWantedBy=t.target\n")
+    (tmp_path / "u.container").write_text("[Container]\nImage=localhost/u:1\n")
+    (tmp_path / "t.volume").write_text("[Volume]\nLabel=y=2 x=1\n")
+    (tmp_path / "t.network").write_text("[Network]\n")
+    real, converted = dryrun(tmp_path, generator), generate(tmp_path)
+    assert sorted(real) == sorted(converted) == [
+        "t-network.service", "t-volume.service", "t.service", "u.service"]
+    for name, service in converted.items():
+        assert _sections(service) == _sections(real[name]), name
+        assert service.container == real[name].container
+    assert converted["u.service"].container == "systemd-u"
