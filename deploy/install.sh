@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Flight Control's quadlet units and a default configuration (docs/deploy.md):
 #   install.sh [--root DIR] [--with-alertmanager] [--no-secrets]
-# Units go to DIR/etc/containers/systemd/ (where podman's generator reads rootful units), the
+# Quadlet units go to DIR/etc/containers/systemd/ (where podman's generator reads rootful
+# units), flightctl.target, a plain systemd unit, to DIR/etc/systemd/system/; the
 # configuration to DIR/etc/flightctl/config.yaml, kept when it exists. Unless --no-secrets,
 # the podman secrets the units use are created when missing: a random database password
 # (flightctl-postgresql-password) and the URL the server connects with
@@ -16,17 +17,24 @@ while (($#)); do
     --root) root="$2"; shift 2 ;;
     --with-alertmanager) alertmanager=1; shift ;;
     --no-secrets) secrets=0; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 units="$root/etc/containers/systemd"
+system="$root/etc/systemd/system"
 config="$root/etc/flightctl"
-install -d -m 0755 "$units" "$config" "$config/pki"
+install -d -m 0755 "$units" "$system" "$config" "$config/pki"
 for unit in "$here"/quadlets/*; do
   name="$(basename "$unit")"
   [[ "$name" == flightctl-alertmanager.container && $alertmanager == 0 ]] && continue
-  install -m 0644 "$unit" "$units/$name"
+  if [[ "$name" == *.target ]]; then
+    # The generator ignores targets and systemd does not read podman's directory.
+    install -m 0644 "$unit" "$system/$name"
+    rm -f "$units/$name"  # where releases before this one put it
+  else
+    install -m 0644 "$unit" "$units/$name"
+  fi
 done
 if [[ ! -e "$config/config.yaml" ]]; then
   host="$(hostname -f 2>/dev/null || hostname)"
@@ -58,4 +66,4 @@ if ((secrets)); then
     echo "Created the podman secrets flightctl-postgresql-password and flightctl-database-url"
   fi
 fi
-echo "Installed the units in $units and the configuration in $config/config.yaml"
+echo "Installed the units in $units and $system and the configuration in $config/config.yaml"

@@ -66,3 +66,6 @@ elif [[ $(id -u) -eq 0 && "${FLIGHTCTL_PREPARE_HOST:-1}" == 1 ]]; then
     mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
   fi
 fi
+# Podman's quadlet generator checks the deployment's units (tests/deploy/test_quadlets.py):
+# the host's podman 4.4+ has it; for Debian 12's 4.3, the binary from Debian trixie's podman.
+bash "$here/../tests/deploy/fetch-quadlet.sh"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds a Debian bookworm base image without any image registry and prints its name:
-#   build-base.sh server|postgresql
+#   build-base.sh server|postgresql|alertmanager
 # mmdebstrap makes a minimal root file system from Debian's packages (fetched from Debian's
 # mirror, which is reachable where no registry is), `podman import` turns it into a local
 # image. The tag is a hash of this script, so an existing image is reused as long as its
 # inputs (the suite, the package list, this script) have not changed; FLIGHTCTL_REBUILD_BASE=1
 # forces a new one. Elsewhere, pass BASE_IMAGE=<registry image> to build.sh instead.
 set -euo pipefail
-kind="${1:?usage: build-base.sh server|postgresql}"
+kind="${1:?usage: build-base.sh server|postgresql|alertmanager}"
 suite=bookworm
 case "$kind" in
   # The server: Debian's Python 3.11 (the wheels are installed into a venv by the
@@ -15,7 +15,9 @@ case "$kind" in
   server) packages=python3,python3-venv,ca-certificates,postgresql-client-15,tzdata ;;
   # The database: Debian's PostgreSQL 15 server.
   postgresql) packages=postgresql-15,ca-certificates,tzdata ;;
-  *) echo "unknown base image kind: $kind (server or postgresql)" >&2; exit 2 ;;
+  # The optional Alertmanager: Debian's prometheus-alertmanager.
+  alertmanager) packages=prometheus-alertmanager,ca-certificates,tzdata ;;
+  *) echo "unknown base image kind: $kind (server, postgresql or alertmanager)" >&2; exit 2 ;;
 esac
 key="$( { cat "$0"; echo "$kind $suite $packages"; } | sha256sum | cut -c1-12)"
 image="localhost/flightctl-base-$kind:$key"

@@ -2,12 +2,13 @@
 # Builds the deployment's images and prints their names:
 #   build.sh server [--source DIR] [--tag IMAGE]     the server (wheels built from DIR)
 #   build.sh postgresql [--tag IMAGE]                the database
+#   build.sh alertmanager [--tag IMAGE]              the optional Alertmanager
 # BASE_IMAGE=<image> builds on that image (e.g. docker.io/library/debian:bookworm-slim from a
 # registry); without it the base comes from build-base.sh (Debian packages, no registry).
 # PYTHON: the Python 3.11 that builds the wheels (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-kind="${1:?usage: build.sh server|postgresql [--source DIR] [--tag IMAGE]}"; shift
+kind="${1:?usage: build.sh server|postgresql|alertmanager [--source DIR] [--tag IMAGE]}"; shift
 source_dir="$(cd "$here/../.." && pwd)"
 tag=""
 while (($#)); do
@@ -34,7 +35,11 @@ case "$kind" in
     cp "$here/Containerfile.postgresql" "$context/Containerfile"
     cp "$here/postgresql-entrypoint.sh" "$context/"
     ;;
-  *) echo "unknown image $kind (server or postgresql)" >&2; exit 2 ;;
+  alertmanager)
+    tag="${tag:-localhost/flightctl-alertmanager:latest}"
+    cp "$here/Containerfile.alertmanager" "$context/Containerfile"
+    ;;
+  *) echo "unknown image $kind (server, postgresql or alertmanager)" >&2; exit 2 ;;
 esac
 # --format docker: the OCI image format has no HEALTHCHECK.
 podman build --quiet --format docker --pull=missing --build-arg "BASE_IMAGE=$base" \

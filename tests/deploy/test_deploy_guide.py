@@ -2,9 +2,10 @@
 upgrade and an uninstall, against real containers.
 
 Every ``sh`` block runs in order in one shell, as root (the guide is for root), with
-``systemctl`` being the stand-in of tests/deploy/quadlet.py (podman 4.3 here has no quadlet
-generator and systemd is not PID 1): it starts each unit's container with the ``podman run``
-the generated service would run, in dependency order. Steps 1 to 6 run in a copy of the
+``systemctl`` being the stand-in of tests/deploy/quadlet.py (systemd is not PID 1 here): it
+starts each unit's container with the ``podman run`` of the service podman's quadlet generator
+writes for it (podman 5.4.2's from Debian trixie, since 4.3 here has none), in dependency
+order. Steps 1 to 6 run in a copy of the
 previous release's checkout (its image, its migrations), step 7 on in a copy of this one, so the
 upgrade goes from the previous commit's image to the current one on the same database and
 volume. Between steps the test only prints markers and the image in use.
@@ -94,7 +95,8 @@ def _clean_host() -> None:
     subprocess.run(["podman", "network", "rm", "-f", "systemd-flightctl"], capture_output=True)
     subprocess.run(["podman", "secret", "rm", "flightctl-postgresql-password",
                     "flightctl-database-url"], capture_output=True)
-    for unit in Path("/etc/containers/systemd").glob("flightctl*"):
+    for unit in [*Path("/etc/containers/systemd").glob("flightctl*"),
+                 *Path("/etc/systemd/system").glob("flightctl*.target")]:
         unit.unlink()
     shutil.rmtree("/etc/flightctl", ignore_errors=True)
 
