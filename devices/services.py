@@ -193,8 +193,8 @@ def report_status(org_id, name: str, status: dict) -> Device | None:
             # Raw SQL: the ORM's update() compiles a new statement on every report.
             cursor.execute(
                 f"{relaxed_commit()}; UPDATE devices_device SET status = %s::jsonb, "
-                "last_seen = %s, resource_version = %s, updated_at = CASE WHEN %s THEN %s ELSE updated_at END "
-                "WHERE id = %s",
+                "last_seen = %s, resource_version = %s, "
+                "updated_at = CASE WHEN %s THEN %s ELSE updated_at END WHERE id = %s",
                 [json.dumps(merged), now, version, changed, now, current.pk])
         events = transition_events(current, before, merged, actor=AGENT_API_ACTOR,
                                    component=AGENT_API_COMPONENT)
