@@ -201,9 +201,9 @@ async def rendered(scope, name: str) -> Answer:
         return refusal
     if scope["method"] != "GET":
         return 405, status_body(405, f'Method "{scope["method"]}" not allowed.'), {}
-    if listener.draining:  # this process is stopping: come back to the next one
-        return 503, status_body(503, "the server is stopping; retry later"), {
-            "Retry-After": outage.retry_after()}
+    # A process that is stopping still answers, without waiting (the loop below): what is
+    # new, or 204, with ``Connection: close`` so that the next call finds a process that
+    # accepts. A stop is not an error the device should see (no 503: docs/reliability.md).
     try:
         require_device(peer, name)
         raw = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get(

@@ -188,9 +188,19 @@ def ensure_periodic_jobs() -> int:
 
 def install_schedule() -> None:
     """The django-q schedule that keeps the periodic chains alive (idempotent)."""
-    Schedule.objects.update_or_create(
-        name="flightctl-periodic-watchdog",
-        defaults={"func": "flightctl.tasks.ensure_periodic_jobs",
-                  "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
+    from django.db import connection
+
+    from flightctl.schema import MIGRATION_LOCK
+
+    with transaction.atomic():
+        # Schedule names are not unique in django-q: nodes of several hosts starting together
+        # would each create one (and then fail on the duplicate). The migrations' lock, held
+        # until the transaction ends, makes the check and the insert one step.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        Schedule.objects.update_or_create(
+            name="flightctl-periodic-watchdog",
+            defaults={"func": "flightctl.tasks.ensure_periodic_jobs",
+                      "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+        )
     ensure_periodic_jobs()

@@ -13,6 +13,7 @@ disconnect with ``~.`` exits 130, a refused session 255.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import ssl
@@ -218,6 +219,11 @@ def console(env: Env, target, command, tty, notty):
     from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
+    # The library logs its own safety net ("unexpected internal error", seen when the server
+    # refuses a handshake on a loaded machine) at ERROR, and Python's last-resort handler would
+    # print it as a second line beside our one-line error; what happened reaches the user
+    # through the exception the call raises.
+    logging.getLogger("websockets").addHandler(logging.NullHandler())
     if tty and notty:
         raise CliError("--tty and --notty are mutually exclusive")
     name, remote = _target(target, command)
