@@ -188,7 +188,13 @@ class Bench:
         saw meanwhile, to set against the steady-state window."""
         n, index = self.args.storm, len(self.simulators)
         stats_file = self.work / "simulator-storm-stats.json"
-        before, cpu0, started = self.stats(), self.server_cpu(), time.monotonic()
+        # What the connected fleet costs each role a second, just before: subtracted from the
+        # storm's CPU to leave what the enrollments themselves cost.
+        quiet0, t0 = self.cpu_by_role(split=True), time.monotonic()
+        time.sleep(STORM_BASELINE_SECONDS)
+        roles0, started = self.cpu_by_role(split=True), time.monotonic()
+        connected_rate = {role: (roles0[role] - quiet0[role]) / (started - t0) for role in roles0}
+        before, cpu0 = self.stats(), self.server_cpu()
         process = self._simulator(index, n, stats_file, self.args.storm_concurrency)
         self.simulators.append(process)
 
@@ -209,9 +215,31 @@ class Bench:
         wait_for(f"{n} storm enrollments", enrolled, self.args.enroll_timeout, 1)
         elapsed = time.monotonic() - started
         window = diff(self.stats(), before)
+        cpu_enrolled = self.cpu_by_role(split=True)
+        # The storm's devices' fleet adoption and first render trail their certificates (task
+        # workers): counted too, up to the last device's first rendered spec.
+        wait_for(f"{n} storm first renders",
+                 lambda: (storm_stats().get("ops") or {}).get("rendered.first", {}).get(
+                     "count", 0) >= n, self.args.enroll_timeout, 1)
+        rendered = time.monotonic() - started
+        cpu_rendered = self.cpu_by_role(split=True)
         ops = (storm_stats().get("ops") or {})
+
+        def per_enrollment(cpu: dict, seconds: float) -> dict:
+            """CPU milliseconds per enrollment by role, less the connected fleet's share."""
+            out = {role: round(1000 * (cpu[role] - roles0[role]
+                                       - connected_rate[role] * seconds) / n, 2)
+                   for role in cpu}
+            out["server_total"] = round(sum(v for role, v in out.items()
+                                            if role != "simulators"), 2)
+            return out
         return {"devices": n, "enroll_seconds": round(elapsed, 1),
                 "enrollments_per_second": round(n / elapsed, 1),
+                "first_render_seconds": round(rendered, 1),
+                "cpu_ms_per_enrollment": per_enrollment(cpu_enrolled, elapsed),
+                "cpu_ms_per_enrollment_to_first_render": per_enrollment(cpu_rendered, rendered),
+                "connected_cpu_cores_by_role": {role: round(v, 3)
+                                                for role, v in connected_rate.items()},
                 "deferred_503": sum(op["count"] for name, op in ops.items()
                                     if name.endswith(".deferred")),
                 "storm_errors": storm_stats().get("errors_total", 0),
@@ -220,13 +248,22 @@ class Bench:
                 "connected": {"errors": sum(op["errors"] for op in window.values()),
                               "operations": summarize(window, elapsed)}}
 
-    def cpu_by_role(self) -> dict[str, float]:
+    def cpu_by_role(self, split: bool = False) -> dict[str, float]:
         """CPU seconds so far of the agent API, the rest of the server, PostgreSQL and the
-        simulators: who is busy while a rollout is delivered (2 cores shared by all)."""
+        simulators: who is busy while a rollout is delivered (2 cores shared by all).
+        ``split`` parts the rest into the user API (uvicorn on ``flightctl.asgi``), the task
+        workers (``qcluster``) and the supervisor."""
         agent_api = set(procs.tree(_find_child(self.server.pid, "agent_api")))
         server = set(procs.tree(self.server.pid)) - agent_api
         simulators = [pid for p in self.simulators for pid in procs.tree(p.pid)]
-        return {"agent_api": procs.cpu_seconds(agent_api),
+        parts = {}
+        if split:
+            for role, needle in (("user_api", "flightctl.asgi"), ("tasks", "qcluster")):
+                child = _find_child(self.server.pid, needle)
+                pids = set(procs.tree(child)) if child != self.server.pid else set()
+                parts[role] = procs.cpu_seconds(pids)
+                server -= pids
+        return {"agent_api": procs.cpu_seconds(agent_api), **parts,
                 "server_other": procs.cpu_seconds(server),
                 "postgres": procs.cpu_seconds(procs.tree(
                     _postmaster(self.work / "data" / "postgres"))),
@@ -377,6 +414,10 @@ class Bench:
                 process.wait(120)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+#: seconds of the connected fleet alone, measured just before a storm (its CPU baseline)
+STORM_BASELINE_SECONDS = 10
 
 
 def _listening(port: int) -> bool:
