@@ -113,7 +113,7 @@ class Bench:
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
                "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers),
                "FLIGHTCTL_TASK_WORKERS": str(self.args.task_workers)}
-        for name in ("enrollment_concurrency", "enrollment_queue"):
+        for name in ("enrollment_concurrency", "enrollment_queue", "enrollment_rate"):
             if getattr(self.args, name, None) is not None:
                 env[f"FLIGHTCTL_{name.upper()}"] = str(getattr(self.args, name))
         env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -472,6 +472,8 @@ def main(argv=None) -> int:
                         help="enrollments the storm's simulator keeps in flight")
     parser.add_argument("--enrollment-concurrency", type=int,
                         help="the server's enrollment_concurrency (admission control)")
+    parser.add_argument("--enrollment-rate", type=int,
+                        help="the server's enrollment_rate (new requests a second, paced)")
     parser.add_argument("--enrollment-queue", type=int,
                         help="the server's enrollment_queue (admission control)")
     args = parser.parse_args(argv)

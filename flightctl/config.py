@@ -177,6 +177,10 @@ class Config:
     # share of the threads, database connections and CPU that connected devices need.
     enrollment_concurrency: int = 2
     enrollment_queue: int = 200
+    # New enrollment requests a second across the agent API (paced in each process at its
+    # share): an enrollment's approval, signing and first render follow its request, so this
+    # bounds a storm's CPU, not just its concurrency (docs/scale.md).
+    enrollment_rate: int = 1000
 
     @property
     def disconnected_timeout_seconds(self) -> float:
