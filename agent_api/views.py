@@ -122,9 +122,11 @@ def create_enrollment_request(peer: signers.Peer, raw: bytes) -> dict:
     org = org_of(peer)
     try:
         with transaction.atomic():
-            if EnrollmentRequest.objects.restrict(org).filter(name=incoming.name).exists():
-                raise conflict(MSG_DUPLICATE)
+            # A request of the same name is found by the insert (unique, IntegrityError: 409);
+            # only when the device exists is it looked for, so that it still answers first.
             if Device.objects.restrict(org).filter(name=incoming.name).exists():
+                if EnrollmentRequest.objects.restrict(org).filter(name=incoming.name).exists():
+                    raise conflict(MSG_DUPLICATE)
                 raise bad_request(MSG_DUPLICATE)
             er = EnrollmentRequest(org_id=org, name=incoming.name, labels=incoming.labels or {},
                                    spec=incoming.spec)
