@@ -188,12 +188,12 @@ class Bench:
         saw meanwhile, to set against the steady-state window."""
         n, index = self.args.storm, len(self.simulators)
         stats_file = self.work / "simulator-storm-stats.json"
-        # What the connected fleet costs each role a second, just before: subtracted from the
-        # storm's CPU to leave what the enrollments themselves cost.
-        quiet0, t0 = self.cpu_by_role(split=True), time.monotonic()
-        time.sleep(STORM_BASELINE_SECONDS)
+        # What the connected fleet costs each role a second, from the steady-state window (a
+        # whole status interval or more: after a rollout the reports come in waves, so a
+        # shorter look right before the storm may see none): subtracted from the storm's CPU
+        # to leave what the enrollments themselves cost.
+        connected_rate = self.report["steady_state"]["cpu_cores_by_role"]
         roles0, started = self.cpu_by_role(split=True), time.monotonic()
-        connected_rate = {role: (roles0[role] - quiet0[role]) / (started - t0) for role in roles0}
         before, cpu0 = self.stats(), self.server_cpu()
         process = self._simulator(index, n, stats_file, self.args.storm_concurrency)
         self.simulators.append(process)
@@ -394,15 +394,19 @@ class Bench:
 
     def steady_window(self) -> dict:
         """Rates, latencies and server CPU over one ``--window``."""
-        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
+        before, roles0, t0 = self.stats(), self.cpu_by_role(split=True), time.monotonic()
         time.sleep(self.args.window)
-        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
+        after, roles1, t1 = self.stats(), self.cpu_by_role(split=True), time.monotonic()
+        cpu0, cpu1 = (sum(v for role, v in roles.items() if role != "simulators")
+                      for roles in (roles0, roles1))
         window = diff(after, before)
         requests_total = sum(op["count"] for op in window.values())
         return {"seconds": round(t1 - t0, 1),
                 "requests_per_second": round(requests_total / (t1 - t0), 1),
                 "errors": sum(op["errors"] for op in window.values()),
                 "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
+                "cpu_cores_by_role": {role: round((roles1[role] - roles0[role]) / (t1 - t0), 4)
+                                      for role in roles0},
                 "operations": summarize(window, t1 - t0)}
 
     def stop_simulator(self):
@@ -414,10 +418,6 @@ class Bench:
                 process.wait(120)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-#: seconds of the connected fleet alone, measured just before a storm (its CPU baseline)
-STORM_BASELINE_SECONDS = 10
 
 
 def _listening(port: int) -> bool:
