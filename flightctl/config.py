@@ -179,8 +179,10 @@ class Config:
     enrollment_queue: int = 200
     # New enrollment requests a second across the agent API (paced in each process at its
     # share): an enrollment's approval, signing and first render follow its request, so this
-    # bounds a storm's CPU, not just its concurrency (docs/scale.md).
-    enrollment_rate: int = 1000
+    # bounds a storm's CPU, not just its concurrency (docs/scale.md). The default is the
+    # goal's rate (100/s); a small host keeps its connected devices' tails with less (on 2
+    # shared cores, 20).
+    enrollment_rate: int = 100
 
     @property
     def disconnected_timeout_seconds(self) -> float:
