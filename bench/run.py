@@ -228,14 +228,17 @@ class Bench:
         # The storm's devices enrolled early are connected devices for the rest of the storm
         # (a paced storm lasts long): their reports after the first, and a connected device's
         # other calls in proportion, are the steady load's, not enrollment's.
-        steady_reports = self.report["steady_state"]["operations"]["status.put"]["per_second"]
+        steady_reports = (self.report["steady_state"]["operations"].get("status.put") or {}
+                          ).get("per_second") or 0
         later_reports = max(0, ops.get("status.put", {}).get("count", 0) - n)
 
         def per_enrollment(cpu: dict, seconds: float) -> dict:
             """CPU milliseconds per enrollment by role, less the connected devices' share."""
-            out = {role: round(1000 * (cpu[role] - roles0[role] - connected_rate[role] * (
-                seconds + later_reports / max(steady_reports, 1e-9))) / n, 2)
-                for role in cpu}
+            connected_seconds = seconds + (later_reports / steady_reports if steady_reports
+                                           else 0)
+            out = {role: round(1000 * (cpu[role] - roles0[role]
+                                       - connected_rate[role] * connected_seconds) / n, 2)
+                   for role in cpu}
             out["server_total"] = round(sum(v for role, v in out.items()
                                             if role != "simulators"), 2)
             return out
