@@ -13,8 +13,8 @@ Status reports and long-polls never queue here.
 Concurrency alone does not bound what a storm costs the machine: most of an enrollment's CPU
 is spent after its request, in the approval and signing (user API), the new device's fleet
 adoption and first render (task workers) and its first TLS handshakes (docs/scale.md). New
-requests (``POST``) are therefore also paced: at most ``enrollment_rate`` a second across the
-agent API, each process taking its share (``enrollment_rate / agent_api_workers``) and
+requests (``POST``) are therefore also paced: at most ``enrollment_rate`` a second across one
+host's agent API, each process taking its share (``enrollment_rate / agent_api_workers``) and
 handing out start times ``1 / share`` apart (a token bucket one token deep: no burst). A
 paced call waits in the same queue, so the queue's bound still answers the excess with 503.
 """
@@ -68,8 +68,8 @@ class Admission:
             return
         self.waiting += 1
         try:
-            if scope.get("method") == "POST":
-                await self._paced()
+            if scope.get("method") == "POST" and scope.get("path") == ENROLLMENT_PREFIX:
+                await self._paced()  # a new request; its TPM challenge answers are not paced
             await self._slots.acquire()
         finally:
             self.waiting -= 1

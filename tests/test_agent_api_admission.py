@@ -46,6 +46,7 @@ def test_new_enrollment_requests_are_paced_at_the_process_share_of_the_rate(
         settings, monkeypatch):
     """``enrollment_rate`` 40/s over 2 processes: this process starts a new request every
     50 ms (by the event loop's clock, which the gate schedules on); polls are not paced."""
+    from agent_api.admission import ENROLLMENT_PREFIX as PREFIX
     from agent_api.admission import Admission
 
     monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_rate", 40)
@@ -58,10 +59,12 @@ def test_new_enrollment_requests_are_paced_at_the_process_share_of_the_rate(
     async def refuse(answer):
         raise AssertionError(answer)
 
+    def call(method: str, path: str):
+        return gate.run(application, {"method": method, "path": path}, None, None, refuse)
+
     async def storm():
-        await asyncio.gather(*(gate.run(application, {"method": "POST"}, None, None, refuse)
-                               for _ in range(4)),
-                             gate.run(application, {"method": "GET"}, None, None, refuse))
+        await asyncio.gather(*(call("POST", PREFIX) for _ in range(4)),
+                             call("GET", PREFIX + "/x"))
 
     asyncio.run(storm())
     # The first request starts at once, the poll right after it, not behind the paced ones.
