@@ -9,6 +9,14 @@ reports of devices already enrolled were answered minutes late (docs/scale.md). 
 more wait their turn, costing nothing but a future while they wait; beyond that a call is
 answered ``503`` with ``Retry-After``, which agents honour (they retry enrollment on any 5xx).
 Status reports and long-polls never queue here.
+
+Concurrency alone does not bound what a storm costs the machine: most of an enrollment's CPU
+is spent after its request, in the approval and signing (user API), the new device's fleet
+adoption and first render (task workers) and its first TLS handshakes (docs/scale.md). New
+requests (``POST``) are therefore also paced: at most ``enrollment_rate`` a second across one
+host's agent API, each process taking its share (``enrollment_rate / agent_api_workers``) and
+handing out start times ``1 / share`` apart (a token bucket one token deep: no burst). A
+paced call waits in the same queue, so the queue's bound still answers the excess with 503.
 """
 
 from __future__ import annotations
@@ -30,8 +38,20 @@ class Admission:
     def __init__(self):
         self._slots: asyncio.Semaphore | None = None
         self.waiting = 0
+        self._next_start = 0.0  # the event loop's clock: when the next new request may start
         #: calls answered 503 since the start (a figure for logs and tests)
         self.refused = 0
+
+    async def _paced(self) -> None:
+        """Wait for this call's start time: ``1 / share`` seconds after the previous one's."""
+        config = settings.FLIGHTCTL
+        interval = max(1, config.agent_api_workers) / config.enrollment_rate
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._next_start)
+        self._next_start = start + interval
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def applies(self, path: str) -> bool:
         return path == ENROLLMENT_PREFIX or path.startswith(ENROLLMENT_PREFIX + "/")
@@ -48,6 +68,8 @@ class Admission:
             return
         self.waiting += 1
         try:
+            if scope.get("method") == "POST" and scope.get("path") == ENROLLMENT_PREFIX:
+                await self._paced()  # a new request; its TPM challenge answers are not paced
             await self._slots.acquire()
         finally:
             self.waiting -= 1

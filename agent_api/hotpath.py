@@ -14,8 +14,10 @@ render listener and one timer; a status PUT runs in the event loop's small threa
 
 The contract is the Django views', unchanged: the same version negotiation and client
 certificate checks, the same validation and storage (:func:`views.store_status`), errors as
-``Status``, the same headers (shared with :mod:`agent_api.middleware`). Everything
-else, including a status PATCH, goes to Django.
+``Status``, the same headers (shared with :mod:`agent_api.middleware`). An enrolling
+device's two calls (its request and its poll for the certificate) are answered here too,
+inside the admission gate (:mod:`agent_api.admission`). Everything else, including a status
+PATCH and the TPM challenge, goes to Django.
 """
 
 from __future__ import annotations
@@ -30,10 +32,17 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agent_api import db as agent_db
-from agent_api.admission import admission
+from agent_api.admission import ENROLLMENT_PREFIX, admission
 from agent_api.listener import DRAIN, listener
 from agent_api.middleware import authenticate, response_headers
-from agent_api.views import org_of, parse_json, require_device, store_status
+from agent_api.views import (
+    create_enrollment_request,
+    org_of,
+    parse_json,
+    read_enrollment_request,
+    require_device,
+    store_status,
+)
 from devices.api.serializers import load_rendered_body
 from devices.restore import reconnect
 from devices.services import last_seen_buffer, touch_last_seen
@@ -48,6 +57,7 @@ log = logging.getLogger(__name__)
 #: Django's ``<str:name>`` converter: one non-empty path segment (uvicorn has decoded it)
 RENDERED_PATH = re.compile(r"^/api/v1/devices/([^/]+)/rendered$")
 STATUS_PATH = re.compile(r"^/api/v1/devices/([^/]+)/status$")
+ENROLLMENT_PATH = re.compile(r"^/api/v1/enrollmentrequests/([^/]+)$")
 
 Answer = tuple[int, dict | None, dict]  # status code, JSON body (None: empty), extra headers
 
@@ -77,7 +87,8 @@ class AgentApplication:
                 await _respond(send, put_status(scope, receive, match[1]))
                 return
             if admission.applies(path):  # a bounded share for enrollment storms
-                await admission.run(self.django, scope, receive, send,
+                await admission.run(_enrollment_application(self.django, scope), scope,
+                                    receive, send,
                                     lambda answer: _respond(send, _answer_now(answer)))
                 return
         await self.django(scope, receive, send)
@@ -159,6 +170,54 @@ async def put_status(scope, receive, name: str) -> Answer:
     if raw is None:
         return 413, status_body(413, "request body too large"), {}
     return await _in_thread(_store, peer, name, raw)
+
+
+# -- enrollment: POST /enrollmentrequests, GET /enrollmentrequests/{name} ---------------------
+
+
+def _enrollment_application(django, scope):
+    """The enrolling device's two calls, answered here like the status PUT (Django's request
+    cycle, a thread per call and its signals were most of the agent API's CPU per enrollment
+    during a storm, docs/scale.md); the TPM challenge and anything else go to Django. Either
+    way the call runs inside the admission gate."""
+    method, path = scope["method"], scope["path"]
+    if method == "POST" and path == ENROLLMENT_PREFIX:
+        return _hot(create_enrollment)
+    if method == "GET" and (match := ENROLLMENT_PATH.match(path)):
+        return _hot(lambda scope, receive: read_enrollment(scope, match[1]))
+    return django
+
+
+def _hot(handler):
+    async def application(scope, receive, send):
+        await _respond(send, handler(scope, receive))
+    return application
+
+
+def _call(function, *args) -> Answer:
+    try:
+        return function(*args)
+    except ApiError as exc:
+        return _error(exc)
+
+
+async def create_enrollment(scope, receive) -> Answer:
+    peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
+                                 scope.get("state") or {})
+    if refusal is not None:
+        return refusal
+    raw = await _read_body(receive)
+    if raw is None:
+        return 413, status_body(413, "request body too large"), {}
+    return await _in_thread(_call, lambda: (201, create_enrollment_request(peer, raw), {}))
+
+
+async def read_enrollment(scope, name: str) -> Answer:
+    peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
+                                 scope.get("state") or {})
+    if refusal is not None:
+        return refusal
+    return await _in_thread(_call, lambda: (200, read_enrollment_request(peer, name), {}))
 
 
 # -- GET /rendered -----------------------------------------------------------------------------

@@ -111,14 +111,22 @@ def agent_view(methods: tuple[str, ...]):
 
 @agent_view(("POST",))
 def enrollment_requests(request, peer):
+    return _json(create_enrollment_request(peer, request.body), 201)
+
+
+def create_enrollment_request(peer: signers.Peer, raw: bytes) -> dict:
+    """``POST /api/v1/enrollmentrequests``: verify and store a device's request (also served
+    ahead of Django, :mod:`agent_api.hotpath`); the stored request's representation."""
     require_enrollment(peer)
-    incoming = ER_SERIALIZER.parse(parse_json(request.body))  # status is never taken from agents
+    incoming = ER_SERIALIZER.parse(parse_json(raw))  # status is never taken from agents
     org = org_of(peer)
     try:
         with transaction.atomic():
-            if EnrollmentRequest.objects.restrict(org).filter(name=incoming.name).exists():
-                raise conflict(MSG_DUPLICATE)
+            # A request of the same name is found by the insert (unique, IntegrityError: 409);
+            # only when the device exists is it looked for, so that it still answers first.
             if Device.objects.restrict(org).filter(name=incoming.name).exists():
+                if EnrollmentRequest.objects.restrict(org).filter(name=incoming.name).exists():
+                    raise conflict(MSG_DUPLICATE)
                 raise bad_request(MSG_DUPLICATE)
             er = EnrollmentRequest(org_id=org, name=incoming.name, labels=incoming.labels or {},
                                    spec=incoming.spec)
@@ -128,7 +136,7 @@ def enrollment_requests(request, peer):
                          "EnrollmentRequest was created successfully.", actor=AGENT_API_ACTOR)
     except IntegrityError:
         raise conflict(MSG_DUPLICATE)
-    return _json(ER_SERIALIZER.to_representation(er), 201)
+    return ER_SERIALIZER.to_representation(er)
 
 
 def _enrollment_request(org, name: str, *, lock: bool = False) -> EnrollmentRequest:
@@ -141,8 +149,14 @@ def _enrollment_request(org, name: str, *, lock: bool = False) -> EnrollmentRequ
 
 @agent_view(("GET",))
 def enrollment_request(request, peer, name: str):
+    return _json(read_enrollment_request(peer, name))
+
+
+def read_enrollment_request(peer: signers.Peer, name: str) -> dict:
+    """``GET /api/v1/enrollmentrequests/{name}``: what an enrolling device polls for its
+    certificate (also served ahead of Django)."""
     require_enrollment(peer)
-    return _json(ER_SERIALIZER.to_representation(_enrollment_request(org_of(peer), name)))
+    return ER_SERIALIZER.to_representation(_enrollment_request(org_of(peer), name))
 
 
 def start_tpm_challenge(peer: signers.Peer, name: str) -> tuple[bytes, bytes]:

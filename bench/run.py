@@ -113,7 +113,7 @@ class Bench:
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
                "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers),
                "FLIGHTCTL_TASK_WORKERS": str(self.args.task_workers)}
-        for name in ("enrollment_concurrency", "enrollment_queue"):
+        for name in ("enrollment_concurrency", "enrollment_queue", "enrollment_rate"):
             if getattr(self.args, name, None) is not None:
                 env[f"FLIGHTCTL_{name.upper()}"] = str(getattr(self.args, name))
         env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -188,7 +188,13 @@ class Bench:
         saw meanwhile, to set against the steady-state window."""
         n, index = self.args.storm, len(self.simulators)
         stats_file = self.work / "simulator-storm-stats.json"
-        before, cpu0, started = self.stats(), self.server_cpu(), time.monotonic()
+        # What the connected fleet costs each role a second, from the steady-state window (a
+        # whole status interval or more: after a rollout the reports come in waves, so a
+        # shorter look right before the storm may see none): subtracted from the storm's CPU
+        # to leave what the enrollments themselves cost.
+        connected_rate = self.report["steady_state"]["cpu_cores_by_role"]
+        roles0, started = self.cpu_by_role(split=True), time.monotonic()
+        before, cpu0 = self.stats(), self.server_cpu()
         process = self._simulator(index, n, stats_file, self.args.storm_concurrency)
         self.simulators.append(process)
 
@@ -209,9 +215,40 @@ class Bench:
         wait_for(f"{n} storm enrollments", enrolled, self.args.enroll_timeout, 1)
         elapsed = time.monotonic() - started
         window = diff(self.stats(), before)
+        cpu_enrolled = self.cpu_by_role(split=True)
+        # The storm's devices' fleet adoption and first render trail their certificates (task
+        # workers): counted too, up to the last device's first rendered spec.
+        wait_for(f"{n} storm first renders",
+                 lambda: (storm_stats().get("ops") or {}).get("rendered.first", {}).get(
+                     "count", 0) >= n, self.args.enroll_timeout, 1)
+        rendered = time.monotonic() - started
+        cpu_rendered = self.cpu_by_role(split=True)
         ops = (storm_stats().get("ops") or {})
+
+        # The storm's devices enrolled early are connected devices for the rest of the storm
+        # (a paced storm lasts long): their reports after the first, and a connected device's
+        # other calls in proportion, are the steady load's, not enrollment's.
+        steady_reports = (self.report["steady_state"]["operations"].get("status.put") or {}
+                          ).get("per_second") or 0
+        later_reports = max(0, ops.get("status.put", {}).get("count", 0) - n)
+
+        def per_enrollment(cpu: dict, seconds: float) -> dict:
+            """CPU milliseconds per enrollment by role, less the connected devices' share."""
+            connected_seconds = seconds + (later_reports / steady_reports if steady_reports
+                                           else 0)
+            out = {role: round(1000 * (cpu[role] - roles0[role]
+                                       - connected_rate[role] * connected_seconds) / n, 2)
+                   for role in cpu}
+            out["server_total"] = round(sum(v for role, v in out.items()
+                                            if role != "simulators"), 2)
+            return out
         return {"devices": n, "enroll_seconds": round(elapsed, 1),
                 "enrollments_per_second": round(n / elapsed, 1),
+                "first_render_seconds": round(rendered, 1),
+                "cpu_ms_per_enrollment": per_enrollment(cpu_enrolled, elapsed),
+                "cpu_ms_per_enrollment_to_first_render": per_enrollment(cpu_rendered, rendered),
+                "connected_cpu_cores_by_role": {role: round(v, 3)
+                                                for role, v in connected_rate.items()},
                 "deferred_503": sum(op["count"] for name, op in ops.items()
                                     if name.endswith(".deferred")),
                 "storm_errors": storm_stats().get("errors_total", 0),
@@ -220,13 +257,22 @@ class Bench:
                 "connected": {"errors": sum(op["errors"] for op in window.values()),
                               "operations": summarize(window, elapsed)}}
 
-    def cpu_by_role(self) -> dict[str, float]:
+    def cpu_by_role(self, split: bool = False) -> dict[str, float]:
         """CPU seconds so far of the agent API, the rest of the server, PostgreSQL and the
-        simulators: who is busy while a rollout is delivered (2 cores shared by all)."""
+        simulators: who is busy while a rollout is delivered (2 cores shared by all).
+        ``split`` parts the rest into the user API (uvicorn on ``flightctl.asgi``), the task
+        workers (``qcluster``) and the supervisor."""
         agent_api = set(procs.tree(_find_child(self.server.pid, "agent_api")))
         server = set(procs.tree(self.server.pid)) - agent_api
         simulators = [pid for p in self.simulators for pid in procs.tree(p.pid)]
-        return {"agent_api": procs.cpu_seconds(agent_api),
+        parts = {}
+        if split:
+            for role, needle in (("user_api", "flightctl.asgi"), ("tasks", "qcluster")):
+                child = _find_child(self.server.pid, needle)
+                pids = set(procs.tree(child)) if child != self.server.pid else set()
+                parts[role] = procs.cpu_seconds(pids)
+                server -= pids
+        return {"agent_api": procs.cpu_seconds(agent_api), **parts,
                 "server_other": procs.cpu_seconds(server),
                 "postgres": procs.cpu_seconds(procs.tree(
                     _postmaster(self.work / "data" / "postgres"))),
@@ -357,15 +403,19 @@ class Bench:
 
     def steady_window(self) -> dict:
         """Rates, latencies and server CPU over one ``--window``."""
-        before, cpu0, t0 = self.stats(), self.server_cpu(), time.monotonic()
+        before, roles0, t0 = self.stats(), self.cpu_by_role(split=True), time.monotonic()
         time.sleep(self.args.window)
-        after, cpu1, t1 = self.stats(), self.server_cpu(), time.monotonic()
+        after, roles1, t1 = self.stats(), self.cpu_by_role(split=True), time.monotonic()
+        cpu0, cpu1 = (sum(v for role, v in roles.items() if role != "simulators")
+                      for roles in (roles0, roles1))
         window = diff(after, before)
         requests_total = sum(op["count"] for op in window.values())
         return {"seconds": round(t1 - t0, 1),
                 "requests_per_second": round(requests_total / (t1 - t0), 1),
                 "errors": sum(op["errors"] for op in window.values()),
                 "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
+                "cpu_cores_by_role": {role: round((roles1[role] - roles0[role]) / (t1 - t0), 4)
+                                      for role in roles0},
                 "operations": summarize(window, t1 - t0)}
 
     def stop_simulator(self):
@@ -431,6 +481,8 @@ def main(argv=None) -> int:
                         help="enrollments the storm's simulator keeps in flight")
     parser.add_argument("--enrollment-concurrency", type=int,
                         help="the server's enrollment_concurrency (admission control)")
+    parser.add_argument("--enrollment-rate", type=int,
+                        help="the server's enrollment_rate (new requests a second, paced)")
     parser.add_argument("--enrollment-queue", type=int,
                         help="the server's enrollment_queue (admission control)")
     args = parser.parse_args(argv)

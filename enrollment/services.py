@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 CHALLENGE_LIFETIME = datetime.timedelta(minutes=5)
 MSG_ALREADY_APPROVED = "Enrollment request is already approved"
 MSG_ALREADY_DENIED = "Enrollment request is already denied"
+#: what an approval or denial writes: the spec (the whole CSR and device status) stays as it
+#: was stored, so it is not sent again
+APPROVAL_FIELDS = ["status", "resource_version", "updated_at"]
 
 
 # -- EnrollmentRequest -------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def approve_enrollment_request(org_id, name: str, approval: dict, *, username: s
             set_condition(er.status, ConditionType.DENIED, True, "ManuallyDenied",
                           f"Denied by {username}")
             er.resource_version += 1
-            er.save()
+            er.save(update_fields=APPROVAL_FIELDS)
             record_event(org_id, "EnrollmentRequest", name, "ResourceUpdated",
                          f"EnrollmentRequest was denied by {username}.", actor=actor)
             return er
@@ -241,7 +244,7 @@ def approve_enrollment_request(org_id, name: str, approval: dict, *, username: s
         set_condition(er.status, ConditionType.APPROVED, True, "ManuallyApproved",
                       f"Approved by {username}")
         er.resource_version += 1
-        er.save()
+        er.save(update_fields=APPROVAL_FIELDS)
         device = _new_device(er, labels, now)
         device.save(force_insert=True)
         record_event(org_id, "EnrollmentRequest", name, "EnrollmentRequestApproved",

@@ -177,6 +177,12 @@ class Config:
     # share of the threads, database connections and CPU that connected devices need.
     enrollment_concurrency: int = 2
     enrollment_queue: int = 200
+    # New enrollment requests a second across a host's agent API (paced in each process at its
+    # share): an enrollment's approval, signing and first render follow its request, so this
+    # bounds a storm's CPU, not just its concurrency (docs/scale.md). The default is the
+    # goal's rate (100/s); a small host keeps its connected devices' tails with less (on 2
+    # shared cores, 20).
+    enrollment_rate: int = 100
 
     @property
     def disconnected_timeout_seconds(self) -> float:

@@ -40,3 +40,36 @@ def test_enrollment_calls_beyond_the_running_and_waiting_ones_are_told_to_come_b
     assert gate.applies("/api/v1/enrollmentrequests/abc/tpmchallenge")
     assert not gate.applies("/api/v1/enrollmentrequestsx")
     assert not gate.applies("/api/v1/devices/abc/status")
+
+
+def test_new_enrollment_requests_are_paced_at_the_process_share_of_the_rate(
+        settings, monkeypatch):
+    """``enrollment_rate`` 40/s over 2 processes: this process starts a new request every
+    50 ms (by the event loop's clock, which the gate schedules on); polls are not paced."""
+    from agent_api.admission import ENROLLMENT_PREFIX as PREFIX
+    from agent_api.admission import Admission
+
+    monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_rate", 40)
+    monkeypatch.setattr(settings.FLIGHTCTL, "agent_api_workers", 2)
+    gate, started = Admission(), []
+
+    async def application(scope, receive, send):
+        started.append((scope["method"], asyncio.get_running_loop().time()))
+
+    async def refuse(answer):
+        raise AssertionError(answer)
+
+    def call(method: str, path: str):
+        return gate.run(application, {"method": method, "path": path}, None, None, refuse)
+
+    async def storm():
+        await asyncio.gather(*(call("POST", PREFIX) for _ in range(4)),
+                             call("GET", PREFIX + "/x"))
+
+    asyncio.run(storm())
+    # The first request starts at once, the poll right after it, not behind the paced ones.
+    assert [method for method, _ in started[:2]] == ["POST", "GET"]
+    posts = [t for method, t in started if method == "POST"]
+    assert len(posts) == 4
+    # Each start at least one interval after the previous (sleeps never end early).
+    assert all(b - a >= 0.05 - 1e-3 for a, b in zip(posts, posts[1:], strict=False))
