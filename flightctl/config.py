@@ -279,6 +279,8 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.enrollment_concurrency < 1 or config.enrollment_queue < 0:
         problems.append("enrollment_concurrency must be at least 1 and enrollment_queue at "
                         "least 0")
+    if config.enrollment_rate < 1:
+        problems.append("enrollment_rate must be at least 1 (new enrollment requests a second)")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         problems.append("tls_cert_file and tls_key_file must be given together")
     if bool(config.ca_cert_file) != bool(config.ca_key_file):

@@ -137,3 +137,19 @@ def test_a_damaged_archive_is_refused_before_anything_changes(tmp_path, own_data
     assert refused.returncode == 1
     assert "is not a readable backup archive" in refused.stderr.strip().splitlines()[-1]
     assert (data_dir / "secret_key").read_text() != "tampered"
+
+
+def test_an_unreachable_database_is_one_line_for_backup_and_restore(tmp_path, own_database):
+    data_dir = tmp_path / "data"
+    env = server_env(data_dir, FLIGHTCTL_DATABASE_URL=own_database)
+    assert command(env, "migrate").returncode == 0
+    archive = tmp_path / "backup.tar.gz"
+    assert command(env, "backup", "-o", str(archive)).returncode == 0
+
+    gone = server_env(data_dir, FLIGHTCTL_DATABASE_URL=f"postgresql://postgres@127.0.0.1:"
+                                                       f"{free_port()}/nothing")
+    for args in (("backup", "-o", str(tmp_path / "other.tar.gz")), ("restore", str(archive))):
+        refused = command(gone, *args)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.strip().startswith("Error: cannot use the database: "), refused
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import psycopg
 
 from flightctl.config import LOG_LEVELS, ConfigError, load, parse_address
 from flightctl.supervision import AlreadyRunning, RunLock, Supervisor
@@ -27,6 +28,10 @@ from flightctl.supervision import AlreadyRunning, RunLock, Supervisor
 # Django can be set up only once the configuration is loaded and the database is there, and
 # `--help` or `check-config` stay fast.
 EXIT_CONFIG = 2
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _fail(message: str, code: int = 1):
@@ -224,6 +229,8 @@ def backup(data_dir, output):
             manifest = write_backup(url, config.data_dir, Path(output), __version__)
         except (BackupError, OSError) as exc:
             _fail(str(exc))
+        except psycopg.Error as exc:
+            _fail(f"cannot use the database: {_first_line(exc)}")
     click.echo(f"Backup written to {output} ({len(manifest['sha256'])} files)")
 
 
@@ -241,6 +248,8 @@ def restore(data_dir, archive):
             manifest = read_backup(url, config.data_dir, Path(archive))
         except (BackupError, OSError) as exc:
             _fail(str(exc))
+        except psycopg.Error as exc:
+            _fail(f"cannot use the database: {_first_line(exc)}")
         click.echo(f"Restored the backup of {manifest['created']}", err=True)
         _mark_restored()
 
