@@ -1,7 +1,6 @@
 #!/bin/sh
 # First start: initialise $PGDATA with the superuser password from $POSTGRES_PASSWORD_FILE (a
-# podman secret) and create $POSTGRES_DB; every start: run PostgreSQL in the foreground, with
-# the container's arguments as further server options (`-c ssl=on ...`, an Exec= line).
+# podman secret) and create $POSTGRES_DB; every start: run PostgreSQL in the foreground.
 set -eu
 db="${POSTGRES_DB:-flightctl}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -16,4 +15,4 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pg_ctl -w -m fast stop >/dev/null
   echo "initialised $PGDATA with database $db" >&2
 fi
-exec postgres -c listen_addresses='*' -c max_connections="${POSTGRES_MAX_CONNECTIONS:-200}" "$@"
+exec postgres -c listen_addresses='*' -c max_connections="${POSTGRES_MAX_CONNECTIONS:-200}"

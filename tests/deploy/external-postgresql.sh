@@ -2,8 +2,9 @@
 # The "external" PostgreSQL of docs/deploy.md step 11 in tests/deploy/test_deploy_guide.py: a
 # PostgreSQL 15 server of its own (the project's image, localhost/flightctl-db), outside the
 # deployment's units, network and volumes, that serves TLS with a certificate of its own CA, as
-# a database server elsewhere would. Its address is fixed so that the certificate can name it
-# before the server starts (verify-full checks the address against it).
+# a database server elsewhere would (any release's image: TLS is turned on by ALTER SYSTEM).
+# Its address is fixed so that the certificate can name it before the server starts
+# (verify-full checks the address against it).
 #   external-postgresql.sh start DIR   start it; print the guide's DB_HOST, DB_ADMIN_URL and
 #                                      DB_CA as shell assignments (DIR: its CA and keys)
 #   external-postgresql.sh remove      remove its container, volume and network
@@ -41,15 +42,25 @@ chmod 0600 "$dir/server.key" "$dir/password"
 podman network create --subnet "$subnet" "$network" >/dev/null
 podman run -d --name "$name" --network "$network" --ip "$address" \
   -v "$name:/var/lib/postgresql/data:Z" -v "$dir:/tls:ro,z" \
-  -e POSTGRES_PASSWORD_FILE=/tls/password -e POSTGRES_DB=unused "$image" \
-  -c ssl=on -c ssl_cert_file=/tls/server.crt -c ssl_key_file=/tls/server.key \
-  >/dev/null 2>&1
+  -e POSTGRES_PASSWORD_FILE=/tls/password -e POSTGRES_DB=unused "$image" >/dev/null 2>&1
 tries=0
 until podman exec "$name" pg_isready -q -h 127.0.0.1 2>/dev/null; do
   tries=$((tries + 1))
   [ "$tries" -lt 120 ] || { podman logs "$name" >&2; exit 1; }
   sleep 0.5
 done
+# TLS on (a reload is enough for these settings), as the superuser over the local socket.
+podman exec "$name" psql -q -v ON_ERROR_STOP=1 \
+  -c "ALTER SYSTEM SET ssl_cert_file = '/tls/server.crt'" \
+  -c "ALTER SYSTEM SET ssl_key_file = '/tls/server.key'" \
+  -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+url="postgresql://postgres:$(cat "$dir/password")@$address:5432/postgres?sslmode=verify-full&sslrootcert=$dir/ca.crt"
+tries=0
+until psql "$url" -tAc 'SHOW ssl' 2>/dev/null | grep -qx on; do
+  tries=$((tries + 1))
+  [ "$tries" -lt 20 ] || { podman logs "$name" >&2; exit 1; }
+  sleep 0.5
+done
 echo "DB_HOST=$address"
-echo "DB_ADMIN_URL='postgresql://postgres:$(cat "$dir/password")@$address:5432/postgres?sslmode=verify-full&sslrootcert=$dir/ca.crt'"
+echo "DB_ADMIN_URL='$url'"
 echo "DB_CA=$dir/ca.crt"
