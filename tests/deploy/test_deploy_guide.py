@@ -89,12 +89,12 @@ def _script(old: Path, new: Path, external: Path) -> tuple[str, int]:
             lines += [f'echo "::: image before the upgrade $({image})"', f"cd {new}"]
         if part == "external":
             # An assignment first: a failure of the script stops the run (set -e).
-            lines += ["echo '::: the external PostgreSQL'",
+            lines += ['echo "::: the external PostgreSQL at $(date -u +%T)"',
                       f"external_db=$(sh {EXTERNAL_DB} start {external})",
                       'eval "$external_db"']
         for block in blocks:
             number += 1
-            lines += [f"echo '::: guide block {number}'", block]
+            lines += [f'echo "::: guide block {number} at $(date -u +%T)"', block]
     lines.append(f'echo "::: image after the upgrade $({image})"')
     return "\n".join(lines), number
 
