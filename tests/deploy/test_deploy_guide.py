@@ -119,7 +119,7 @@ def _clean_host() -> None:
 def host():
     """This machine as the guide's host: root, and no Flight Control installed on it."""
     assert os.geteuid() == 0, "the deployment guide is run as root (podman rootful, /etc)"
-    for tool in ("podman", "mmdebstrap", "openssl"):
+    for tool in ("podman", "mmdebstrap", "openssl", "psql"):  # psql: step 11
         assert shutil.which(tool), f"{tool} is required: run scripts/install-test-deps.sh"
     assert not Path("/etc/flightctl").exists(), \
         "/etc/flightctl exists: this host has a Flight Control installation the test would clobber"
