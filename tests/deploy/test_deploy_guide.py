@@ -15,8 +15,8 @@ variables to it.
 
 Cost: about 4 minutes here (two server image builds, about 35 s each, on cached base images;
 the rest is the deployment itself; the move to the external PostgreSQL, step 11, about 20 s of
-it: its server starts in 3 s, the move takes 18 s, mostly the device's retry back-off while the
-services are down). The bases are built once per change of build-base.sh and
+it: its server starts in 3 s, the move, restart and the device's new template take 18 s).
+The bases are built once per change of build-base.sh and
 reused across runs (podman's image store).
 """
 
