@@ -14,8 +14,9 @@ a second PostgreSQL container with TLS, outside the deployment, and sets the gui
 variables to it.
 
 Cost: about 4 minutes here (two server image builds, about 35 s each, on cached base images;
-the rest is the deployment itself; the move to the external PostgreSQL, step 11, about 20 s of
-it: its server starts in 3 s, the move, restart and the device's new template take 18 s).
+the rest is the deployment itself; the move to the external PostgreSQL, step 11, 20 to 30 s of
+it: its server starts in 2 to 3 s, the move, restart and the device's new template take 18
+to 24 s).
 The bases are built once per change of build-base.sh and
 reused across runs (podman's image store).
 """
