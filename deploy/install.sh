@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Installs Flight Control's quadlet units and a default configuration (docs/deploy.md):
-#   install.sh [--root DIR] [--with-alertmanager] [--no-secrets]
+#   install.sh [--root DIR] [--with-alertmanager] [--external-database] [--no-secrets]
 # Quadlet units go to DIR/etc/containers/systemd/ (where podman's generator reads rootful
 # units), flightctl.target, a plain systemd unit, to DIR/etc/systemd/system/; the
 # configuration to DIR/etc/flightctl/config.yaml, kept when it exists. Unless --no-secrets,
 # the podman secrets the units use are created when missing: a random database password
 # (flightctl-postgresql-password) and the URL the server connects with
-# (flightctl-database-url). --root (or DESTDIR) installs into a staging directory.
+# (flightctl-database-url). --external-database leaves the bundled database out (its units
+# removed, the migration not waiting for it, no secrets created: the URL of your server is
+# yours to create; docs/deploy.md step 11). --root (or DESTDIR) installs into a staging
+# directory.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${DESTDIR:-}"
 alertmanager=0
 secrets=1
+external=0
 while (($#)); do
   case "$1" in
     --root) root="$2"; shift 2 ;;
     --with-alertmanager) alertmanager=1; shift ;;
+    --external-database) external=1; secrets=0; shift ;;
     --no-secrets) secrets=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -28,12 +33,20 @@ install -d -m 0755 "$units" "$system" "$config" "$config/pki"
 for unit in "$here"/quadlets/*; do
   name="$(basename "$unit")"
   [[ "$name" == flightctl-alertmanager.container && $alertmanager == 0 ]] && continue
+  if [[ "$name" == flightctl-db.* && $external == 1 ]]; then
+    rm -f "$units/$name"  # an earlier install's (its volume, the old data, is kept)
+    continue
+  fi
   if [[ "$name" == *.target ]]; then
     # The generator ignores targets and systemd does not read podman's directory.
     install -m 0644 "$unit" "$system/$name"
     rm -f "$units/$name"  # where releases before this one put it
   else
     install -m 0644 "$unit" "$units/$name"
+  fi
+  if [[ "$name" == flightctl-migrate.container && $external == 1 ]]; then
+    # Out of its Requires= and After= lists, wherever it stands in them.
+    sed -i -E 's/(=| )flightctl-db\.service( |$)/\1/' "$units/$name"
   fi
 done
 if [[ ! -e "$config/config.yaml" ]]; then

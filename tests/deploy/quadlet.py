@@ -278,16 +278,21 @@ def _dryrun_services(output: str) -> dict[str, str]:
     return services
 
 
-def start_order(services: dict[str, Service], target: str) -> list[str]:
+def start_order(services: dict[str, Service], target: str, *, check: bool = True) -> list[str]:
     """What ``systemctl start target`` starts, in an order that honours After= (Requires=
-    pulls units in; the target's own WantedBy= members too)."""
+    pulls units in; the target's own WantedBy= members too). A required unit that does not
+    exist fails the start, as with systemd, unless ``check`` is false (stopping)."""
     wanted: list[str] = []
 
     def pull(name: str) -> None:
         if name in wanted or name not in services:
             return
         wanted.append(name)
-        for dep in services[name].deps("Requires") + services[name].deps("Wants"):
+        for dep in services[name].deps("Requires"):
+            if check and dep not in services:  # systemd fails the start job, so does this
+                raise UnitError(f"{name} requires {dep}: Unit {dep} not found.")
+            pull(dep)
+        for dep in services[name].deps("Wants"):  # a missing wanted unit is no failure
             pull(dep)
 
     pull(target)
@@ -376,8 +381,8 @@ class Systemctl:
         svc = self.services[unit]
         members = [unit] if svc.kind != "target" else [
             n for n, s in self.services.items() if unit in s.deps("PartOf")]
-        for name in reversed(start_order(self.services, unit) if svc.kind == "target"
-                             else members):
+        for name in reversed(start_order(self.services, unit, check=False)
+                             if svc.kind == "target" else members):
             member = self.services[name]
             if name not in members or member.kind != "container":
                 continue
@@ -421,7 +426,11 @@ def main(argv: list[str]) -> int:
         elif command == "cat":  # the service file, as the generator writes it
             print(f"# {unit}\n{ctl.services[unit].text()}")
         elif command in ("start", "stop", "restart"):
-            getattr(ctl, command)(unit)
+            try:
+                getattr(ctl, command)(unit)
+            except UnitError as exc:
+                print(f"Failed to {command} {unit}: {exc}", file=sys.stderr)
+                return 1
         else:
             print(f"systemctl stand-in: unsupported command {command}", file=sys.stderr)
             return 2

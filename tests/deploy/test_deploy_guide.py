@@ -8,10 +8,16 @@ writes for it (podman 5.4.2's from Debian trixie, since 4.3 here has none), in d
 order. Steps 1 to 6 run in a copy of the
 previous release's checkout (its image, its migrations), step 7 on in a copy of this one, so the
 upgrade goes from the previous commit's image to the current one on the same database and
-volume. Between steps the test only prints markers and the image in use.
+volume. Between steps the test only prints markers and the image in use, and before step 11
+(the move to an external PostgreSQL) it starts that server, tests/deploy/external-postgresql.sh:
+a second PostgreSQL container with TLS, outside the deployment, and sets the guide's ``DB_*``
+variables to it.
 
 Cost: about 4 minutes here (two server image builds, about 35 s each, on cached base images;
-the rest is the deployment itself). The bases are built once per change of build-base.sh and
+the rest is the deployment itself; the move to the external PostgreSQL, step 11, 20 to 30 s of
+it: its server starts in 2 to 3 s, the move, restart and the device's new template take 18
+to 24 s).
+The bases are built once per change of build-base.sh and
 reused across runs (podman's image store).
 """
 
@@ -35,6 +41,8 @@ from tests.test_first_hour import SHELL_BLOCK, _copy_checkout
 CHECKOUT = Path(__file__).resolve().parents[2]
 GUIDE = CHECKOUT / "docs" / "deploy.md"
 UPGRADE_HEADING = "## 7. Upgrade"
+EXTERNAL_HEADING = "## 11. An external PostgreSQL"
+EXTERNAL_DB = CHECKOUT / "tests" / "deploy" / "external-postgresql.sh"
 CONTAINERS = ("flightctl-db", "flightctl-pki-init", "flightctl-migrate", "flightctl-api",
               "flightctl-agent-api", "flightctl-worker")
 
@@ -68,20 +76,28 @@ def _export(commit: str, into: Path) -> Path:
     return into
 
 
-def _script(old: Path, new: Path) -> tuple[str, int]:
-    """The guide's blocks as one script: steps before the upgrade in ``old``, then ``new``."""
+def _script(old: Path, new: Path, external: Path) -> tuple[str, int]:
+    """The guide's blocks as one script: steps before the upgrade in ``old``, then ``new``;
+    before step 11, the external PostgreSQL started and the guide's ``DB_*`` variables set."""
     text = GUIDE.read_text()
     before, after = text.split(UPGRADE_HEADING, 1)
+    upgraded, moved = after.split(EXTERNAL_HEADING, 1)
     lines = ["set -eo pipefail", f"cd {old}"]
     image = "podman image inspect --format '{{.Id}}' localhost/flightctl-server:latest"
     number = 0
     for part, blocks in (("old", SHELL_BLOCK.findall(before)),
-                         ("new", SHELL_BLOCK.findall(after))):
+                         ("new", SHELL_BLOCK.findall(upgraded)),
+                         ("external", SHELL_BLOCK.findall(moved))):
         if part == "new":
             lines += [f'echo "::: image before the upgrade $({image})"', f"cd {new}"]
+        if part == "external":
+            # An assignment first: a failure of the script stops the run (set -e).
+            lines += ['echo "::: the external PostgreSQL at $(date -u +%T)"',
+                      f"external_db=$(sh {EXTERNAL_DB} start {external})",
+                      'eval "$external_db"']
         for block in blocks:
             number += 1
-            lines += [f"echo '::: guide block {number}'", block]
+            lines += [f'echo "::: guide block {number} at $(date -u +%T)"', block]
     lines.append(f'echo "::: image after the upgrade $({image})"')
     return "\n".join(lines), number
 
@@ -99,13 +115,14 @@ def _clean_host() -> None:
                  *Path("/etc/systemd/system").glob("flightctl*.target")]:
         unit.unlink()
     shutil.rmtree("/etc/flightctl", ignore_errors=True)
+    subprocess.run(["sh", str(EXTERNAL_DB), "remove"], capture_output=True)
 
 
 @pytest.fixture
 def host():
     """This machine as the guide's host: root, and no Flight Control installed on it."""
     assert os.geteuid() == 0, "the deployment guide is run as root (podman rootful, /etc)"
-    for tool in ("podman", "mmdebstrap", "openssl"):
+    for tool in ("podman", "mmdebstrap", "openssl", "psql"):  # psql: step 11
         assert shutil.which(tool), f"{tool} is required: run scripts/install-test-deps.sh"
     assert not Path("/etc/flightctl").exists(), \
         "/etc/flightctl exists: this host has a Flight Control installation the test would clobber"
@@ -135,7 +152,7 @@ def test_the_deployment_guide_runs_as_written_through_an_upgrade(host):
                # flightctl, flightctl-agent and the Python that builds the wheels: this run's.
                PATH=os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
                                      env["PATH"]]))
-    script, blocks = _script(old, new)
+    script, blocks = _script(old, new, work / "external-db")
     transcript_path = work / "guide.log"
     with open(transcript_path, "w") as out:
         shell = subprocess.Popen(["bash", "-c", script], cwd=old, env=env, stdout=out,
@@ -160,9 +177,18 @@ def test_the_deployment_guide_runs_as_written_through_an_upgrade(host):
     # port once and got the fleet's files before and after the upgrade, as the same device.
     assert "PKI created" in transcript and "server certificate /var/lib/flightctl" in transcript
     assert transcript.count("Enrollment request") == 1
-    names = re.findall(r"^([0-9a-v]{52}) (?:is in|now runs in) berlin", transcript, re.M)
-    assert len(names) == 2 and names[0] == names[1], names
+    names = re.findall(r"^([0-9a-v]{52}) (?:is in|now runs in|still runs in) berlin",
+                       transcript, re.M)
+    assert len(names) == 3 and len(set(names)) == 1, names
     assert re.search(rf"^{names[0]} now runs in berlin \(tier standard\)\.$", transcript, re.M)
+    # Moved to the external server: restored there, started without the bundled database
+    # (after the move no flightctl-db starts; the migration and the services do), and the
+    # device got the fleet's next template through it.
+    moved = transcript.split("::: the external PostgreSQL", 1)[1]
+    assert transcript.count("Restored the backup of") == 2 and "Restored the backup" in moved
+    assert "Starting flightctl-db.service" not in moved
+    assert "Starting flightctl-migrate.service" in moved and "Starting flightctl-api" in moved
+    assert re.search(rf"^{names[0]} still runs in berlin", moved, re.M)
     # A console session crossed from the API container to the agent API container's device.
     assert re.search(r"^flightctl-console$", transcript, re.M)
     before = re.search(r"::: image before the upgrade (\S+)", transcript).group(1)

@@ -154,6 +154,31 @@ def test_install_puts_units_and_a_private_default_config_in_place_and_keeps_edit
     assert (units / "flightctl-alertmanager.container").exists()
 
 
+def test_install_for_an_external_database_leaves_the_bundled_one_out(tmp_path):
+    """docs/deploy.md step 11: over an installation with the bundled database, the units lose
+    it and the migration no longer requires it; without that, starting fails as in systemd."""
+    units = tmp_path / "etc" / "containers" / "systemd"
+    system = tmp_path / "etc" / "systemd" / "system"
+    install = ["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(tmp_path)]
+    subprocess.run([*install, "--no-secrets"], capture_output=True, check=True)
+    (units / "flightctl-db.container").unlink()  # removed by hand: migrate still requires it
+    with pytest.raises(UnitError, match="requires flightctl-db.service: Unit .* not found"):
+        start_order(generate(units, system), "flightctl.target")
+    # No secrets either: the URL of the operator's server is theirs.
+    done = subprocess.run([*install, "--external-database"], capture_output=True, text=True,
+                          check=True)
+    assert "secret" not in done.stdout
+    assert not any(p.name.startswith("flightctl-db.") for p in units.iterdir())
+    services = generate(units, system, find_generator())
+    migrate = services["flightctl-migrate.service"]
+    assert "flightctl-pki-init.service" in migrate.deps("Requires")
+    assert "flightctl-pki-init.service" in migrate.deps("After")
+    assert not [d for d in migrate.deps("Requires") + migrate.deps("After") if "-db" in d]
+    order = start_order(services, "flightctl.target")
+    assert order.index("flightctl-migrate.service") < order.index("flightctl-api.service")
+    assert "flightctl-db.service" not in order
+
+
 def test_the_converter_matches_the_generator_on_every_key_it_knows_in_any_order(tmp_path):
     """The mapping beyond what our units happen to use: repeated and unsorted Environment= and
     Label= pairs, a bind mount before a named volume before the network, the default container
