@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import requests
 
 from bench import procs, waiting
 from bench.run import write_report
+from bench.writer import Writer
 
 BIN = Path(sys.executable).parent
 FAULTS = ("kill-serve", "kill-agent-api-master", "kill-agent-api-worker", "kill-task-cluster",
@@ -67,37 +67,6 @@ def wait(what: str, check, timeout: float, interval: float = 0.05):
         raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what} ({last!r})")
     return value
 
-
-class Writer(threading.Thread):
-    """Creates Devices through the user API; remembers the names acknowledged (201)."""
-
-    def __init__(self, run: FaultRun, interval: float):
-        super().__init__(daemon=True)
-        self.run_, self.interval = run, interval
-        self.acked: list[str] = []
-        self.failed: dict[str, int] = {}
-        self.running = True
-
-    def run(self):
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
-        index = 0
-        while self.running:
-            index += 1
-            name = f"ledger-{index:06d}"
-            body = {"apiVersion": API, "kind": "Device",
-                    "metadata": {"name": name, "labels": {"ledger": "faults"}}, "spec": {}}
-            try:
-                response = session.post(f"{self.run_.base}/api/v1/devices", json=body,
-                                        headers=self.run_.auth, verify=self.run_.ca, timeout=10)
-                if response.status_code == 201:
-                    self.acked.append(name)
-                else:
-                    key = str(response.status_code)
-                    self.failed[key] = self.failed.get(key, 0) + 1
-            except requests.RequestException:
-                self.failed["connection"] = self.failed.get("connection", 0) + 1
-            time.sleep(self.interval)
 
 
 class FaultRun:
@@ -201,7 +170,7 @@ class FaultRun:
              lambda: self.stats().get("enrolled", 0) >= self.args.devices
              and len(self.stats().get("acked", {})) >= self.args.devices,
              self.args.enroll_timeout, 1)
-        self.writer = Writer(self, self.args.write_interval)
+        self.writer = Writer(self, self.args.write_interval, "faults")
         self.writer.start()
 
     def stats(self) -> dict:

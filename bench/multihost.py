@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from flightctl_agent.simulator.stats import diff, summarize
 from bench import measure, procs
 from bench.cluster import BIN, Balancer, Network, Node, Postgres, wait
 from bench.consoles import ConsoleLoad
+from bench.writer import Writer
 
 API = "flightctl.io/v1beta1"
 FLEET = "multihost"
@@ -43,36 +43,6 @@ def _session() -> requests.Session:
     session.trust_env = False  # a proxy or REQUESTS_CA_BUNDLE from the environment: not ours
     return session
 
-
-class Writer(threading.Thread):
-    """Creates Devices through the balancer's user API; remembers those acknowledged (201)."""
-
-    def __init__(self, cluster: Cluster, interval: float = 0.2):
-        super().__init__(daemon=True)
-        self.cluster, self.interval = cluster, interval
-        self.acked: list[str] = []
-        self.failed: dict[str, int] = {}
-        self.running = True
-
-    def run(self):
-        session, index = _session(), 0
-        while self.running:
-            index += 1
-            name = f"ledger-{index:06d}"
-            body = {"apiVersion": API, "kind": "Device",
-                    "metadata": {"name": name, "labels": {"ledger": "multihost"}}, "spec": {}}
-            try:
-                response = session.post(f"{self.cluster.base}/api/v1/devices", json=body,
-                                        headers=self.cluster.auth, verify=self.cluster.ca,
-                                        timeout=15)
-                if response.status_code == 201:
-                    self.acked.append(name)
-                else:
-                    key = str(response.status_code)
-                    self.failed[key] = self.failed.get(key, 0) + 1
-            except requests.RequestException:
-                self.failed["connection"] = self.failed.get("connection", 0) + 1
-            time.sleep(self.interval)
 
 
 class Cluster:
@@ -291,7 +261,7 @@ def drill(cluster: Cluster) -> dict:
     lb.set_state(node1, "drain")
     cluster.start_devices()
     report["held"] = {"node1": cluster.devices_on(node1), "node2": cluster.devices_on(node2)}
-    writer = Writer(cluster)
+    writer = Writer(cluster, 0.2, "multihost", timeout=15)
     writer.start()
     time.sleep(2)  # every long-poll open and waiting
 
