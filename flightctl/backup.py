@@ -131,21 +131,28 @@ def backup(database_url: str, data_dir: Path, output: Path, version: str) -> dic
         manifest = {"format": FORMAT, "version": version,
                     "created": datetime.datetime.now(datetime.UTC).isoformat(),
                     "sha256": {name: _sha256(path) for name, path in members.items()}}
-        partial = output.with_name(f".{output.name}.partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                body = json.dumps(manifest, indent=2).encode()
-                info = tarfile.TarInfo("manifest.json")
-                info.size, info.mode = len(body), 0o600
-                tar.addfile(info, io.BytesIO(body))
-                for name, path in members.items():
-                    tar.add(path, arcname=name, recursive=False)
-            os.replace(partial, output)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        write_archive(output, manifest, members)
     return manifest
+
+
+def write_archive(output: Path, manifest: dict, members: dict[str, Path]) -> None:
+    """``manifest.json`` and ``members`` (archive name → file) as one gzipped tar, mode 0600
+    from its first byte (it holds private keys), complete or not there at all: written beside
+    ``output`` and renamed over it (the backup and the cluster bundle)."""
+    partial = output.with_name(f".{output.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            body = json.dumps(manifest, indent=2).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size, info.mode = len(body), 0o600
+            tar.addfile(info, io.BytesIO(body))
+            for name, path in members.items():
+                tar.add(path, arcname=name, recursive=False)
+        os.replace(partial, output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 # -- restore ----------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import io
 import json
 import os
 import secrets
@@ -90,7 +89,7 @@ def cluster_bundle(data_dir, output):
     """Write the material every server node shares (CA, client signer, secret and sealing
     keys) to one archive, for `join` on the other nodes."""
     from flightctl import __version__
-    from flightctl.backup import _sha256
+    from flightctl.backup import _sha256, write_archive
 
     config = _load_config(data_dir)
     members = _members(config)
@@ -98,19 +97,9 @@ def cluster_bundle(data_dir, output):
                 "created": datetime.datetime.now(datetime.UTC).isoformat(),
                 "sha256": {name: _sha256(path) for name, path in members.items()}}
     target = Path(output)
-    partial = target.with_name(f".{target.name}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            body = json.dumps(manifest, indent=2).encode()
-            info = tarfile.TarInfo("manifest.json")
-            info.size, info.mode = len(body), 0o600
-            tar.addfile(info, io.BytesIO(body))
-            for name, path in members.items():
-                tar.add(path, arcname=name, recursive=False)
-        os.replace(partial, target)
+        write_archive(target, manifest, members)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         _fail(f"could not write {output}: {exc}")
     click.echo(f"Cluster bundle written to {output} ({len(members)} files); install it on each "
                f"other node with `flightctl-server join {target.name} --database-url ...`")
