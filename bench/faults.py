@@ -29,12 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 import requests
 
 from bench import procs, waiting
+from bench.ledger import Writer, lost_status_reports, lost_user_writes, simulator_stats
 from bench.run import write_report
-from bench.writer import Writer
 
 BIN = Path(sys.executable).parent
 FAULTS = ("kill-serve", "kill-agent-api-master", "kill-agent-api-worker", "kill-task-cluster",
@@ -174,30 +173,13 @@ class FaultRun:
         self.writer.start()
 
     def stats(self) -> dict:
-        if self.simulator is not None and self.simulator.poll() is not None:
-            raise RuntimeError(f"the simulator exited; see {self.work / 'simulator.log'}")
-        try:
-            return json.loads(self.stats_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return simulator_stats(self.simulator, self.stats_file, self.work / "simulator.log")
 
     def lost_status_reports(self, acked: dict) -> int:
-        """Devices whose last acknowledged status report (its sequence number) the database
-        does not hold: it holds that one or a later one when nothing was lost."""
-        with psycopg.connect(self.db_url) as conn:
-            rows = conn.execute(
-                "SELECT name, (status->'systemInfo'->'customInfo'->>'statusSequence')::int "
-                "FROM devices_device WHERE name = ANY(%s)", (list(acked),)).fetchall()
-        stored = dict(rows)
-        return sum(1 for name, (sequence, _) in acked.items()
-                   if (stored.get(name) or 0) < sequence)
+        return lost_status_reports(self.db_url, acked)
 
     def lost_user_writes(self) -> int:
-        acked = list(self.writer.acked)
-        with psycopg.connect(self.db_url) as conn:
-            rows = conn.execute("SELECT name FROM devices_device WHERE name = ANY(%s)",
-                                (acked,)).fetchall()
-        return len(set(acked) - {name for (name,) in rows})
+        return lost_user_writes(self.db_url, self.writer)
 
     def reporting_again(self, since: float) -> float:
         """Seconds from ``since`` (wall time) until every device had a status report

@@ -32,7 +32,7 @@ from flightctl_agent.simulator.stats import diff, summarize
 from bench import measure, procs
 from bench.cluster import BIN, Balancer, Network, Node, Postgres, wait
 from bench.consoles import ConsoleLoad
-from bench.writer import Writer
+from bench.ledger import Writer, lost_status_reports, lost_user_writes, simulator_stats
 
 API = "flightctl.io/v1beta1"
 FLEET = "multihost"
@@ -129,12 +129,7 @@ class Cluster:
         self.timings["enroll_seconds"] = round(time.monotonic() - started, 1)
 
     def stats(self) -> dict:
-        if self.simulator is not None and self.simulator.poll() is not None:
-            raise RuntimeError(f"the simulator exited; see {self.work / 'simulator.log'}")
-        try:
-            return json.loads(self.stats_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return simulator_stats(self.simulator, self.stats_file, self.work / "simulator.log")
 
     # -- what the drill measures ---------------------------------------------------------
 
@@ -180,21 +175,10 @@ class Cluster:
         return round(max(first.values()) - since, 1)
 
     def lost_status_reports(self) -> int:
-        acked = self.stats().get("acked", {})
-        with psycopg.connect(self.db.url()) as conn:
-            rows = conn.execute(
-                "SELECT name, (status->'systemInfo'->'customInfo'->>'statusSequence')::int "
-                "FROM devices_device WHERE name = ANY(%s)", (list(acked),)).fetchall()
-        stored = dict(rows)
-        return sum(1 for name, (sequence, _) in acked.items()
-                   if (stored.get(name) or 0) < sequence)
+        return lost_status_reports(self.db.url(), self.stats().get("acked", {}))
 
     def lost_user_writes(self, writer: Writer) -> int:
-        acked = list(writer.acked)
-        with psycopg.connect(self.db.url()) as conn:
-            rows = conn.execute("SELECT name FROM devices_device WHERE name = ANY(%s)",
-                                (acked,)).fetchall()
-        return len(set(acked) - {name for (name,) in rows})
+        return lost_user_writes(self.db.url(), writer)
 
     def errors_since(self, before: dict) -> dict:
         after = self.stats().get("codes") or {}
