@@ -13,6 +13,8 @@ from pathlib import Path
 import psycopg
 import requests
 
+from bench.waiting import wait_for
+
 API = "flightctl.io/v1beta1"
 
 
@@ -78,3 +80,17 @@ def lost_user_writes(database_url: str, writer: Writer) -> int:
         rows = conn.execute("SELECT name FROM devices_device WHERE name = ANY(%s)",
                             (acked,)).fetchall()
     return len(set(acked) - {name for (name,) in rows})
+
+
+def reporting_again(stats, since: float, devices: int, status_interval: float) -> float:
+    """Seconds from ``since`` (wall time) until each of ``devices`` had a status report
+    acknowledged after it (``stats``: a call that reads the simulator's statistics)."""
+    first: dict[str, float] = {}
+
+    def everyone():
+        for name, (_, at) in stats().get("acked", {}).items():
+            if at >= since and name not in first:
+                first[name] = at
+        return len(first) >= devices
+    wait_for("every device to report again", everyone, 3 * status_interval + 30, 0.5)
+    return round(max(first.values()) - since, 1)

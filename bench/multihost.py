@@ -32,7 +32,13 @@ from flightctl_agent.simulator.stats import diff, summarize
 from bench import measure, procs
 from bench.cluster import BIN, Balancer, Network, Node, Postgres, wait
 from bench.consoles import ConsoleLoad
-from bench.ledger import Writer, lost_status_reports, lost_user_writes, simulator_stats
+from bench.ledger import (
+    Writer,
+    lost_status_reports,
+    lost_user_writes,
+    reporting_again,
+    simulator_stats,
+)
 
 API = "flightctl.io/v1beta1"
 FLEET = "multihost"
@@ -163,16 +169,7 @@ class Cluster:
                 "after_render": measure.delivery_ms(self.db.url(), arrivals)}
 
     def reporting_again(self, since: float) -> float:
-        """Seconds from ``since`` until every device had a status acknowledged after it."""
-        first: dict[str, float] = {}
-
-        def everyone():
-            for name, (_, at) in self.stats().get("acked", {}).items():
-                if at >= since and name not in first:
-                    first[name] = at
-            return len(first) >= self.args.devices
-        wait("every device to report again", everyone, 3 * self.args.status_interval + 30, 0.5)
-        return round(max(first.values()) - since, 1)
+        return reporting_again(self.stats, since, self.args.devices, self.args.status_interval)
 
     def lost_status_reports(self) -> int:
         return lost_status_reports(self.db.url(), self.stats().get("acked", {}))

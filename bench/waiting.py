@@ -17,3 +17,11 @@ def poll(predicate, timeout: float, interval: float):
             return last, last
         time.sleep(interval)
     return None, last
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.2):
+    """:func:`poll`, and a RuntimeError naming ``what`` and the last value seen on a timeout."""
+    value, last = poll(check, timeout, interval)
+    if not value:
+        raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what} ({last!r})")
+    return value
