@@ -161,14 +161,23 @@ def _store(peer, name: str, raw: bytes) -> Answer:
         return _error(exc)
 
 
-async def put_status(scope, receive, name: str) -> Answer:
+async def _peer_and_body(scope, receive):
+    """``(peer, body, None)`` of a device's call with a body, or ``(None, None, answer)``: its
+    refusal (no or a bad client certificate, API version) or 413 for a body over the limit."""
     peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
                                  scope.get("state") or {})
     if refusal is not None:
-        return refusal
+        return None, None, refusal
     raw = await _read_body(receive)
     if raw is None:
-        return 413, status_body(413, "request body too large"), {}
+        return None, None, (413, status_body(413, "request body too large"), {})
+    return peer, raw, None
+
+
+async def put_status(scope, receive, name: str) -> Answer:
+    peer, raw, refusal = await _peer_and_body(scope, receive)
+    if refusal is not None:
+        return refusal
     return await _in_thread(_store, peer, name, raw)
 
 
@@ -202,13 +211,9 @@ def _call(function, *args) -> Answer:
 
 
 async def create_enrollment(scope, receive) -> Answer:
-    peer, refusal = authenticate(_header(scope, b"flightctl-api-version"),
-                                 scope.get("state") or {})
+    peer, raw, refusal = await _peer_and_body(scope, receive)
     if refusal is not None:
         return refusal
-    raw = await _read_body(receive)
-    if raw is None:
-        return 413, status_body(413, "request body too large"), {}
     return await _in_thread(_call, lambda: (201, create_enrollment_request(peer, raw), {}))
 
 
