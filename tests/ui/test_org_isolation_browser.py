@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.oidc_issuer import browser_login, running_issuer
-from tests.ui.harness import Server, free_port, wait
+from tests.ui.harness import Server, free_port, sso_login, wait
 
 ACCOUNTS = {"alice": {"organizations": ["team-a"], "groups": ["team-a:flightctl-operator"]},
             "carol": {"organizations": ["team-b"], "groups": ["team-b:flightctl-operator"]},
@@ -72,17 +72,6 @@ def _in(server, org: str, path: str) -> dict:
     return server.get(path, org_id=server.orgs[org])
 
 
-def _sso_login(browser, username: str) -> None:
-    browser.driver.delete_all_cookies()
-    browser.open("/admin/login/?next=/admin/")
-    browser.click("#sso-login")
-    browser.fill("input[name=login]", username)  # the provider's own login form
-    browser.fill("input[name=password]", "anything")
-    browser.click("button[type=submit]")
-    wait("the consent page", lambda: not browser.css("input[name=login]"), 20, 0.2)
-    browser.click("button[type=submit]")
-    wait("the console", lambda: "Overview" in browser.driver.title, 30, 0.3)
-
 
 def _device_rows(browser) -> list[str]:
     browser.open("/admin/devices/device/")
@@ -90,7 +79,7 @@ def _device_rows(browser) -> list[str]:
 
 
 def test_a_user_of_one_organization_sees_and_changes_only_its_objects(browser, server):
-    _sso_login(browser, "alice")
+    sso_login(browser, "alice")
     assert browser.css(".role-badge")[0].text == "operator"
     assert not browser.css("#org-switch")  # one organization: nothing to switch
 
@@ -128,7 +117,7 @@ def test_a_user_of_one_organization_sees_and_changes_only_its_objects(browser, s
 def test_a_member_of_both_switches_between_them_with_its_role_in_each(browser, server):
     from selenium.webdriver.support.ui import Select
 
-    _sso_login(browser, "bob")
+    sso_login(browser, "bob")
     options = {o.get_attribute("value") for o in browser.css("#org-switch option")}
     assert options == set(server.orgs.values())
     for site, role in (("b", "operator"), ("a", "viewer")):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ui.harness import Server, free_port, stop_process, wait
+from tests.ui.harness import Server, free_port, sso_login, stop_process, wait
 
 PROVIDER = Path(__file__).parent / "oidc"
 
@@ -47,21 +47,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _sso_login(browser, username: str) -> None:
-    browser.driver.delete_all_cookies()
-    browser.open("/admin/login/?next=/admin/")
-    browser.click("#sso-login")
-    browser.fill("input[name=login]", username)  # the provider's own login form
-    browser.fill("input[name=password]", "anything")
-    browser.click("button[type=submit]")
-    wait("the provider's consent page", lambda: not browser.css("input[name=login]"), 20, 0.2)
-    browser.click("button[type=submit]")  # "Continue"
-    wait("the console after single sign-on", lambda: "Overview" in browser.driver.title, 30,
-         0.3)
-
 
 def test_an_operator_logs_in_through_the_oidc_issuer_and_gets_its_role(browser, server):
-    _sso_login(browser, "alice")
+    sso_login(browser, "alice")
     assert browser.css(".role-badge")[0].text == "operator"
     assert "oidc:alice" in browser.text("#user-tools").lower()
     browser.open("/admin/fleets/fleet/")
@@ -69,7 +57,7 @@ def test_an_operator_logs_in_through_the_oidc_issuer_and_gets_its_role(browser, 
 
 
 def test_the_issuers_viewer_gets_a_read_only_console(browser, server):
-    _sso_login(browser, "viewer-bob")
+    sso_login(browser, "viewer-bob")
     assert browser.css(".role-badge")[0].text == "viewer"
     browser.open("/admin/fleets/fleet/")
     assert not browser.css("#new-fleet")
