@@ -30,9 +30,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,9 +85,30 @@ def client_tool(name: str, server_major: int) -> str:
     return (same or usable[-1:])[0][1]
 
 
+#: how long a backup or restore waits for a database that is only briefly unreachable
+TRANSIENT_WAIT = 15.0
+
+
+def _transient(exc: psycopg.OperationalError) -> bool:
+    """A failure that says it is temporary: the host name not resolvable *for now*
+    (``EAI_AGAIN``: podman's name server answers nothing for a moment while it reloads after
+    a container of its network stops, which is where a guide's backup runs) or a server
+    that is starting up or shutting down. Refused connections, wrong passwords and unknown
+    hosts fail at once."""
+    return (f"[Errno {socket.EAI_AGAIN}]" in str(exc)
+            or getattr(exc, "sqlstate", None) == "57P03")  # cannot_connect_now
+
+
 def _server_major(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    deadline = time.monotonic() + TRANSIENT_WAIT
+    while True:
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        except psycopg.OperationalError as exc:
+            if not _transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _run(argv: list[str], what: str) -> None:
