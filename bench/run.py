@@ -187,7 +187,10 @@ class Bench:
         calls admission control deferred (503 + Retry-After), and what the connected devices
         saw meanwhile, to set against the steady-state window."""
         n, index = self.args.storm, len(self.simulators)
-        stats_file = self.work / "simulator-storm-stats.json"
+        # One process per DEVICES_PER_SIMULATOR storm devices too (open files: two
+        # connections a device), the storm's concurrency shared among them.
+        count = max(1, math.ceil(n / DEVICES_PER_SIMULATOR))
+        stats_files = [self.work / f"simulator-storm-{k}-stats.json" for k in range(count)]
         # What the connected fleet costs each role a second, from the steady-state window (a
         # whole status interval or more: after a rollout the reports come in waves, so a
         # shorter look right before the storm may see none): subtracted from the storm's CPU
@@ -195,18 +198,24 @@ class Bench:
         connected_rate = self.report["steady_state"]["cpu_cores_by_role"]
         roles0, started = self.cpu_by_role(split=True), time.monotonic()
         before, cpu0 = self.stats(), self.server_cpu()
-        process = self._simulator(index, n, stats_file, self.args.storm_concurrency)
-        self.simulators.append(process)
+        processes = [self._simulator(index + k, n // count + (k < n % count), stats_files[k],
+                                     max(1, self.args.storm_concurrency // count))
+                     for k in range(count)]
+        self.simulators += processes
 
         def storm_stats() -> dict:
-            try:
-                return json.loads(stats_file.read_text())
-            except (OSError, ValueError):
-                return {}
+            snapshots = []
+            for path in stats_files:
+                try:
+                    snapshots.append(json.loads(path.read_text()))
+                except (OSError, ValueError):
+                    continue
+            return merge(snapshots)
 
         def enrolled():
-            if process.poll() is not None:
-                raise RuntimeError(f"storm simulator exited; see simulator-{index}.log")
+            for k, process in enumerate(processes):
+                if process.poll() is not None:
+                    raise RuntimeError(f"storm simulator exited; see simulator-{index + k}.log")
             stats = storm_stats()
             if stats.get("enroll_failed"):
                 raise RuntimeError(f"{stats['enroll_failed']} storm devices gave up enrolling: "
@@ -385,7 +394,7 @@ class Bench:
         reported it (UpToDate again). The summary alone would not do: it still shows the old
         UpToDate until the new TemplateVersion marks the fleet OutOfDate."""
         changed, changed_wall = time.monotonic(), time.time()
-        cpu_before = self.cpu_by_role()
+        cpu_before, before = self.cpu_by_role(), self.stats()
         self.create_fleet(content)
 
         def converged():
@@ -394,7 +403,11 @@ class Bench:
             return received >= self.args.devices and self.all_up_to_date()
         wait_for("rollout convergence", converged, self.args.rollout_timeout, 1)
         elapsed = time.monotonic() - changed
+        # What every device's calls saw meanwhile (the status tail across a fleet-wide change).
+        window = diff(self.stats(), before)
         return {"rollout_convergence_seconds": round(elapsed, 1),
+                "during_rollout": {"errors": sum(op["errors"] for op in window.values()),
+                                   "operations": summarize(window, elapsed)},
                 "rollout_cpu_cores": {
                     role: round((seconds - cpu_before.get(role, 0)) / elapsed, 2)
                     for role, seconds in self.cpu_by_role().items()},
@@ -487,7 +500,7 @@ def main(argv=None) -> int:
                         help="the server's enrollment_queue (admission control)")
     args = parser.parse_args(argv)
     args.agent_api_workers = args.agent_api_workers or max(
-        2, math.ceil(args.devices / DEVICES_PER_AGENT_API_WORKER))
+        2, math.ceil((args.devices + args.storm) / DEVICES_PER_AGENT_API_WORKER))
     from flightctl_agent.simulator.run import raise_file_limit
 
     raise_file_limit()  # inherited by the server and the simulator
