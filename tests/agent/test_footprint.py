@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from flightctl_agent import certinfo, identity, protocol
+from flightctl_agent import certinfo, cli, identity, protocol
 
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -47,11 +47,13 @@ def test_the_certificate_facts_the_agent_reads_are_cryptographys(key, years):
     assert protocol.cert_serial_text(ours) == protocol.cert_serial_text(theirs)
 
 
-@pytest.mark.parametrize("pem", [b"", b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----",
-                                 b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----"])
-def test_what_is_not_a_certificate_is_refused(pem):
+@pytest.mark.parametrize("body", [b"", b"!!", b"MAMCAQE="])
+def test_what_is_not_a_certificate_is_refused(body):
+    pem = b"-----BEGIN CERTIFICATE-----\n" + body + b"\n-----END CERTIFICATE-----\n"
     with pytest.raises(ValueError):
         certinfo.load_pem(pem)
+    with pytest.raises(ValueError):
+        certinfo.load_pem(b"")
 
 
 def test_a_file_identity_makes_its_key_in_a_child_and_then_takes_its_name_from_the_certificate(
@@ -109,11 +111,12 @@ metrics.certificate_loaded(cert)
 info = systeminfo.collect(paths, ["managementCertSerial", "managementCertNotAfter"], [], 5,
                           cert=cert)
 assert info["managementCertSerial"] and info["managementCertNotAfter"]
-print(json.dumps([device.name, sorted(m for m in sys.modules if m.startswith("cryptography"))]))
+heavy = {m.split(".")[0] for m in sys.modules} & {"cryptography", "click", "tpm2_pytss"}
+print(json.dumps([device.name, sorted(heavy)]))
 """
 
 
-def test_an_enrolled_agent_starts_without_importing_cryptography(tmp_path):
+def test_an_enrolled_agent_starts_without_importing_cryptography_or_click(tmp_path):
     device = identity.FileIdentity(tmp_path / "var/lib/flightctl/certs")
     device.initialize()
     key = serialization.load_pem_private_key(device.key_path.read_bytes(), password=None)
@@ -122,3 +125,13 @@ def test_an_enrolled_agent_starts_without_importing_cryptography(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [device.name, []]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], (None, None)),
+    (["--config", "/etc/x.yaml"], ("/etc/x.yaml", None)),
+    (["--config=/etc/x.yaml", "--root", "/srv/d"], ("/etc/x.yaml", "/srv/d")),
+    (["version"], None), (["--help"], None), (["--config"], None),
+    (["--root", "/srv/d", "simulate", "--devices", "2"], None), (["--config", "/"], None)])
+def test_only_running_the_agent_bypasses_click(args, expected):
+    assert cli._agent_options(args) == expected
