@@ -7,6 +7,7 @@ The end-to-end tests check the running agent's memory map as well
 from __future__ import annotations
 
 import json
+import ssl
 import stat
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flightctl_agent import certinfo, cli, identity, protocol
+from flightctl_agent.client import AgentClient
+from flightctl_agent.config import ServiceConfig
 
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -135,3 +138,19 @@ def test_an_enrolled_agent_starts_without_importing_cryptography_or_click(tmp_pa
     (["--root", "/srv/d", "simulate", "--devices", "2"], None), (["--config", "/"], None)])
 def test_only_running_the_agent_bypasses_click(args, expected):
     assert cli._agent_options(args) == expected
+
+
+def test_the_client_trusts_the_service_ca_alone_and_the_system_cas_only_without_one(tmp_path):
+    ca = issue(CA_KEY.public_key(), datetime.now(UTC) + timedelta(days=1))
+    with_ca = AgentClient(ServiceConfig(ca_data=ca), workdir=tmp_path)
+    without = AgentClient(ServiceConfig(), workdir=tmp_path)
+    try:
+        def trusted(client):
+            adapter = client.session.get_adapter("https://service")
+            return adapter.poolmanager.connection_pool_kw["ssl_context"].cert_store_stats()[
+                "x509"]
+        assert trusted(with_ca) == 1
+        assert trusted(without) == ssl.create_default_context().cert_store_stats()["x509"]
+    finally:
+        with_ca.close()
+        without.close()
