@@ -12,6 +12,9 @@ agent enrolls, is approved into a fleet with one configuration file and reaches
 * **update**: the fleet's template changes; peak RSS and the CPU used from the change until
   the device reports the new version applied.
 
+The agent idles in the process that enrolled it, as a new device does: the idle figure is
+a freshly enrolled device's (a restarted one is no heavier).
+
 The budget (no published footprint of the reference agent to hold it to): at most
 :data:`RSS_BUDGET_MB` of RSS at idle.
 """

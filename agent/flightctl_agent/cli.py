@@ -1,84 +1,82 @@
-"""``flightctl-agent``: run the agent, or print its version or the device's system info."""
+"""``flightctl-agent``: run the agent, or print its version or the device's system info.
+
+Most of the time the command runs the agent, with at most ``--config`` and ``--root``: that
+path is taken here without click, which would otherwise stay loaded for the agent's whole life
+(~2 MB of RSS, docs/scale.md, "Sixth round: the agent's footprint"). Everything else (a
+command, ``--help``, a malformed option) goes to click, in ``flightctl_agent.commands``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-import click
-
-from flightctl_agent import __version__
 from flightctl_agent import config as config_module
 
+_AGENT_OPTIONS = ("--config", "--root")
 
-@click.group(invoke_without_command=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Configuration file (default /etc/flightctl/config.yaml under the root).")
-@click.option("--root", type=click.Path(file_okay=False), envvar=config_module.TEST_ROOT_ENV,
-              help="A directory standing for / : every device path (/etc/flightctl, "
-              "/var/lib/flightctl, config files) lives below it. To try the agent without "
-              "root, or run several on one machine. Env: FLIGHTCTL_TEST_ROOT_DIR.")
-@click.pass_context
-def main(ctx: click.Context, config_file: str | None, root: str | None) -> None:
-    """The Flight Control device agent. Without a command it runs the agent."""
-    ctx.ensure_object(dict)
-    ctx.obj["config_file"] = config_file
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    options = _agent_options(args)
+    if options is None:
+        from flightctl_agent.commands import main as commands
+
+        return commands(args=args)
+    config_file, root = options
+    use_root(root if root is not None else os.environ.get(config_module.TEST_ROOT_ENV))
+    return run(config_file)
+
+
+def _agent_options(args: list[str]) -> tuple[str | None, str | None] | None:
+    """(config file, root) when ``args`` only run the agent and click would accept them as
+    they are; None for anything else, which click then handles (or explains)."""
+    found: dict[str, str] = {}
+    rest = iter(args)
+    for arg in rest:
+        name, equals, value = arg.partition("=")
+        if name not in _AGENT_OPTIONS:
+            return None
+        if not equals:
+            value = next(rest, None)
+            if value is None:
+                return None
+        found[name] = value
+    config_file, root = found.get("--config"), found.get("--root")
+    if (config_file is not None and os.path.isdir(config_file)) or (
+            root is not None and os.path.isfile(root)):
+        return None  # click's own message says what is wrong
+    return config_file, root
+
+
+def use_root(root: str | None) -> None:
     if root:
         # Hooks, stand-ins and child processes see the same root.
         os.environ[config_module.TEST_ROOT_ENV] = os.path.abspath(root)
-    if ctx.invoked_subcommand is None:
-        ctx.exit(_run(config_file))
 
 
-def _load(config_file):
+def load(config_file):
     try:
         return config_module.load(config_file)
     except config_module.ConfigError as e:
-        click.echo(f"flightctl-agent: invalid configuration: {e}", err=True)
+        print(f"flightctl-agent: invalid configuration: {e}", file=sys.stderr)
         sys.exit(2)
 
 
-def _run(config_file) -> int:
+def run(config_file) -> int:
     from flightctl_agent.agent import Agent, setup_logging
     from flightctl_agent.identity import IdentityUnavailable
 
-    cfg = _load(config_file)
+    cfg = load(config_file)
     setup_logging(cfg)
     for warning in cfg.warnings:
-        click.echo(f"flightctl-agent: warning: {warning}", err=True)
+        print(f"flightctl-agent: warning: {warning}", file=sys.stderr)
     try:
         return Agent(cfg).run()
     except IdentityUnavailable as e:
-        click.echo(f"flightctl-agent: {e}", err=True)
+        print(f"flightctl-agent: {e}", file=sys.stderr)
         return 2
 
 
-@main.command()
-def version() -> None:
-    """Print the agent version."""
-    click.echo(f"Agent Version: {__version__}")
-    click.echo("Git Commit: unknown")
-
-
-@main.command("system-info")
-@click.pass_context
-def system_info(ctx: click.Context) -> None:
-    """Print all system information the agent can collect, as JSON."""
-    from flightctl_agent import systeminfo
-
-    cfg = _load(ctx.obj.get("config_file"))
-    keys = list(config_module.DEFAULT_SYSTEM_INFO) + [
-        "biosVendor", "biosVersion", "cpuCores", "cpuProcessors", "memoryTotalKb"]
-    info = systeminfo.collect(cfg.paths, keys, cfg.system_info_custom, 120)
-    click.echo(json.dumps(info, indent=2, sort_keys=True))
-
-
-# The simulator's imports (aiohttp) are optional: loaded only when the command runs.
-from flightctl_agent.simulator.cli import simulate_command  # noqa: E402
-
-main.add_command(simulate_command)
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

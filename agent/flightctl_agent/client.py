@@ -32,16 +32,20 @@ class APIError(Exception):
 class _TLS13Adapter(HTTPAdapter):
     """Requires TLS 1.3 as the reference agent does (agent.md §11).
 
-    ``configure(context)``, if given, installs the client certificate and key in the context
-    once (a key in a TPM cannot be named by a file for urllib3 to load per connection).
+    ``cafile``: the service's CA, then the only one trusted (as by the reference agent); the
+    system's CAs are loaded only without one (parsed, they cost ~1 MB of RSS per context:
+    docs/scale.md, "Sixth round: the agent's footprint"). ``configure(context)``, if given,
+    installs the client certificate and key in the context once (a key in a TPM cannot be
+    named by a file for urllib3 to load per connection).
     """
 
-    def __init__(self, configure=None):
+    def __init__(self, configure=None, cafile: str | None = None):
         self._configure = configure
+        self._cafile = cafile
         super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
-        ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context(cafile=self._cafile)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         if self._configure is not None:
             self._configure(ctx)
@@ -90,7 +94,8 @@ class AgentClient:
                 else:
                     key_path = key_file or service.client_key
                 self.cert = (str(cert_file), str(key_path))
-        self.session.mount("https://", _TLS13Adapter(configure))
+        self.session.mount("https://", _TLS13Adapter(
+            configure, cafile=self.verify if isinstance(self.verify, str) else None))
 
     def close(self) -> None:
         self.session.close()

@@ -5,6 +5,11 @@ A *file* identity keeps an ECDSA P-256 key in ``/var/lib/flightctl/certs/agent.k
 TPM-wrapped blob as a ``TSS2 PRIVATE KEY`` PEM, useless without that TPM, and the LAK blob lives
 in ``tpm.storage-file-path``. Either way the management certificate issued at enrollment
 (``agent.crt``) binds the key to the device name.
+
+The running agent of a file identity never loads ``cryptography`` (docs/scale.md, "Sixth
+round: the agent's footprint"): it reads its certificate with ``certinfo`` and leaves the key
+to OpenSSL; creating the key and signing CSRs happen in a child process (``softkey``). A TPM
+identity loads it anyway, with tpm2-pytss.
 """
 
 from __future__ import annotations
@@ -12,13 +17,10 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from flightctl_agent import fsutil, protocol
+from flightctl_agent import certinfo, fsutil, protocol, softkey
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Identity:
         self.cert_path = certs_dir / "agent.crt"
 
     @property
-    def public_key(self) -> ec.EllipticCurvePublicKey:
+    def public_key(self):
         raise NotImplementedError
 
     @property
@@ -61,14 +63,14 @@ class Identity:
     def has_certificate(self) -> bool:
         return self.cert_path.exists()
 
-    def certificate(self) -> x509.Certificate | None:
+    def certificate(self) -> certinfo.CertificateInfo | None:
         try:
-            return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+            return certinfo.load_pem(self.cert_path.read_bytes())
         except (OSError, ValueError):
             return None
 
     def store_certificate(self, pem: bytes) -> None:
-        x509.load_pem_x509_certificate(pem)  # refuse to store something unusable
+        certinfo.load_pem(pem)  # refuse to store something unusable
         fsutil.atomic_write(self.cert_path, pem, mode=0o600)
         fsutil.wipe(self.csr_path)
 
@@ -85,50 +87,63 @@ class Identity:
 
 
 class FileIdentity(Identity):
-    """A software key on disk; created on first start and kept until decommissioning."""
+    """A software key on disk; created on first start and kept until decommissioning.
+
+    Once enrolled, the device's name is read from its certificate (whose key OpenSSL has
+    checked against the key file); before, and to sign a renewal CSR, ``softkey`` reads the
+    key in a child process.
+    """
 
     kind = "file"
 
     def __init__(self, certs_dir: Path):
         super().__init__(certs_dir)
-        self.private_key = None
+        self._name: str | None = None
+        self._enrollment_csr: str | None = None
 
     def initialize(self) -> None:
-        if self.key_path.exists():
-            try:
-                self.private_key = serialization.load_pem_private_key(
-                    self.key_path.read_bytes(), password=None)
-            except ValueError as e:
-                # e.g. the TSS2 blob of a device that ran with tpm.enabled
-                raise IdentityUnavailable(f"{self.key_path} is not a software key ({e}); "
+        cert = self.certificate() if self.key_path.exists() else None
+        if cert is not None:
+            self._check_pair()
+            self._name = protocol.device_name_of_bytes(cert.public_key_bytes)
+        else:
+            self._prepare_enrollment()
+
+    def _check_pair(self) -> None:
+        """OpenSSL loads the key and checks it against the certificate, as TLS will."""
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                self.cert_path, self.key_path, password=b"")
+        except ssl.SSLError as e:
+            if self.key_path.read_bytes().startswith(b"-----BEGIN TSS2 PRIVATE KEY-----"):
+                raise IdentityUnavailable(f"{self.key_path} is a TPM key, not a software key; "
                                           "is tpm.enabled missing?") from None
-            return
-        self.private_key = ec.generate_private_key(ec.SECP256R1())
-        pem = self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-        fsutil.atomic_write(self.key_path, pem, mode=0o600)
+            raise IdentityUnavailable(f"{self.key_path} is not the key of {self.cert_path} "
+                                      f"({e.reason or e})") from None
+
+    def _prepare_enrollment(self) -> None:
+        try:
+            made = softkey.enrollment_csr(self.key_path, self.csr_path)
+        except softkey.SoftKeyError as e:
+            raise IdentityUnavailable(str(e)) from None
+        self._name, self._enrollment_csr = made["name"], made["csr"]
 
     @property
-    def public_key(self):
-        return self.private_key.public_key()
+    def name(self) -> str:
+        return self._name
 
     def enrollment_csr(self) -> str:
         """The CSR for the enrollment request, reused across restarts while its CN matches."""
-        if self.csr_path.exists():
-            pem = self.csr_path.read_bytes()
-            if protocol.csr_common_name(pem) == self.name:
-                return pem.decode()
-        pem = protocol.build_csr(self.private_key, self.name)
-        fsutil.atomic_write(self.csr_path, pem, mode=0o600)
-        return pem.decode()
+        if self._enrollment_csr is None:
+            self._prepare_enrollment()
+        return self._enrollment_csr
 
     def renewal_csr(self) -> bytes:
-        return protocol.build_csr(self.private_key, self.name)
+        return softkey.renewal_csr(self.key_path)["csr"].encode()
 
     def wipe(self) -> None:
         super().wipe()
-        self.private_key = None
+        self._enrollment_csr = None
 
 
 def tcti_for(device_path: str) -> str:
@@ -209,6 +224,8 @@ class TPMDeviceIdentity(Identity):
 
     def tls_client_key(self):
         if self._tls_key is None:
+            from cryptography.hazmat.primitives import serialization  # loaded by tpm2-pytss
+
             from flightctl_agent.tpm_tls import TPMClientKey
 
             point = self.public_key.public_bytes(serialization.Encoding.X962,

@@ -2,6 +2,10 @@
 
 These build and parse the documents exchanged with the agent API (agent.md §2, §4, §7, §8.6)
 so that the blocking agent and an asyncio device simulator produce byte-identical requests.
+
+The few functions that handle keys and CSRs import ``cryptography`` when called: the running
+agent never calls them (``flightctl_agent.softkey`` does, in a child process), and importing
+the library would cost it ~10 MB of RSS for its whole life.
 """
 
 from __future__ import annotations
@@ -14,11 +18,6 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 API_VERSION = "v1beta1"
 API_GROUP_VERSION = "flightctl.io/v1beta1"
@@ -34,6 +33,8 @@ MAX_CONDITION_MESSAGE = 250
 
 def public_key_bytes(public_key) -> bytes:
     """The bytes the device name is hashed from: X‖Y (minimal big-endian) or the RSA modulus."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         numbers = public_key.public_numbers()
         return _minimal(numbers.x) + _minimal(numbers.y)
@@ -48,12 +49,21 @@ def _minimal(value: int) -> bytes:
 
 def device_name(public_key) -> str:
     """The device's name: lowercase unpadded base32hex of SHA-256 over its public key."""
-    digest = hashlib.sha256(public_key_bytes(public_key)).digest()
+    return device_name_of_bytes(public_key_bytes(public_key))
+
+
+def device_name_of_bytes(key_bytes: bytes) -> str:
+    """The device's name from ``public_key_bytes`` (e.g. as ``certinfo`` read them)."""
+    digest = hashlib.sha256(key_bytes).digest()
     return base64.b32hexencode(digest).decode().rstrip("=").lower()
 
 
 def build_csr(private_key, common_name: str) -> bytes:
     """A PKCS#10 certificate request (PEM), subject CN=<device name>, signed ECDSA-SHA256."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
            .sign(private_key, hashes.SHA256()))
@@ -61,6 +71,9 @@ def build_csr(private_key, common_name: str) -> bytes:
 
 
 def csr_common_name(csr_pem: bytes) -> str | None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError:
@@ -69,8 +82,9 @@ def csr_common_name(csr_pem: bytes) -> str | None:
     return names[0].value if names else None
 
 
-def cert_serial_text(cert: x509.Certificate) -> str:
-    """``managementCertSerial``: the serial's bytes as uppercase hex joined by colons."""
+def cert_serial_text(cert) -> str:
+    """``managementCertSerial``: the serial's bytes as uppercase hex joined by colons (of a
+    ``certinfo.CertificateInfo`` or a ``cryptography`` certificate)."""
     raw = _minimal(cert.serial_number)
     return ":".join(f"{b:02X}" for b in raw)
 

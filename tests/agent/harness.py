@@ -365,6 +365,12 @@ class AgentProcess:
     def path(self, device_path: str) -> Path:
         return self.root / device_path.lstrip("/")
 
+    def maps_library(self, package: str) -> bool:
+        """Whether the running agent process has a file of ``package`` mapped (its compiled
+        extension: loaded once imported, and never unloaded)."""
+        maps = Path(f"/proc/{self.process.pid}/maps").read_text()
+        return f"/{package}/" in maps
+
     def status(self) -> dict:
         return (self.server.device(self.name) or {}).get("status") or {}
 

@@ -47,6 +47,8 @@ def test_a_device_enrolls_with_a_file_key_and_applies_inline_files(make_agent, s
     wait_for(lambda: agent.status().get("updated", {}).get("status") == "UpToDate", 30,
              what="UpToDate")
     assert agent.status()["summary"]["status"] == "Online"
+    # Enrolled, the agent runs light: its key was made and used in a child process.
+    assert not agent.maps_library("cryptography")
 
     # The next version drops a file and changes another: the obsolete file is removed.
     version = render(name, {"config": [{"name": "rendered", "inline": [

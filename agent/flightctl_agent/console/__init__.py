@@ -99,12 +99,12 @@ class ConsoleManager:
 
     def _tls(self) -> ssl.SSLContext:
         service, identity = self.agent.config.management, self.agent.identity
-        ctx = ssl.create_default_context()
+        # The service's CA alone is trusted when there is one, as by the agent's HTTP client.
+        ca = None if service.insecure_skip_verify else service.ca_pem()
+        ctx = ssl.create_default_context(cadata=ca.decode() if ca else None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # as the reference agent's gRPC client
         if service.insecure_skip_verify:
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        elif service.ca_pem():
-            ctx.load_verify_locations(cadata=service.ca_pem().decode())
         ctx.set_alpn_protocols(["h2"])
         client_key = identity.tls_client_key()
         if client_key is not None:
