@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,13 +154,20 @@ def enqueue_once(name: str, key: str, payload: dict | None = None) -> bool:
         cursor.execute(
             "INSERT INTO flightctl_queuedonce (name, key, queued_at)"
             " SELECT %s, %s, now()"
-            " FROM (SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))) AS held"
+            " FROM (SELECT pg_advisory_xact_lock_shared(%s, %s)) AS held"
             " ON CONFLICT (name, key) DO NOTHING RETURNING 1",
-            [name, key, ONCE_LOCK, f"{name}/{key}"])
+            [name, key, ONCE_LOCK, _lock_key(name, key)])
         inserted = cursor.fetchone() is not None
     if inserted:
         enqueue(name, payload, once=key)
     return inserted
+
+
+def _lock_key(name: str, key: str) -> int:
+    """The second key of ``(name, key)``'s advisory lock: a 32-bit hash (two keys that
+    collide only share a lock, which costs waits, never correctness)."""
+    value = zlib.crc32(f"{name}/{key}".encode())
+    return value - 2**32 if value >= 2**31 else value  # PostgreSQL's int4 is signed
 
 
 def release_once(name: str, key: str) -> None:
@@ -170,8 +178,7 @@ def release_once(name: str, key: str) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         # Raw SQL: advisory locks have no ORM form. The lock waits for the transactions that
         # found this row queued (shared holders) to end, so the handler sees their writes.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                       [ONCE_LOCK, f"{name}/{key}"])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ONCE_LOCK, _lock_key(name, key)])
         QueuedOnce.objects.filter(name=name, key=key).delete()
 
 
