@@ -129,7 +129,8 @@ def enqueue_once(name: str, key: str, payload: dict | None = None) -> bool:
     ``(name, key)``, held until the writer's transaction ends; the release deletes the row
     under the *exclusive* lock, in a transaction of its own that commits before the handler
     starts. Writers never wait for each other on the lock, only for a release (which holds it
-    for one DELETE). Either:
+    for one DELETE); once per pass, the writers that race to insert the row wait at the unique
+    index for the one that inserted it to commit. Either:
 
     * the insert adds the row: the task is queued in the writer's transaction, so it runs
       after the write commits; or
@@ -139,8 +140,8 @@ def enqueue_once(name: str, key: str, payload: dict | None = None) -> bool:
       before this writer's transaction ends (and one that held it earlier deleted an older
       row, committed before this writer's lock was granted). That release's handler starts
       after that, in statements whose snapshots see the write. Every row has a queued task
-      (inserted together), and every run of that task, each delivery and each retry, begins
-      with a release and goes on into the handler.
+      (inserted together), and every delivery of that task begins with a release and goes
+      on into the handler (if the handler fails, its retries are plain tasks that run it).
 
     Without the shared lock the second case loses work: the writer sees the row, then a
     release deletes it and the handler's pass ends (finding nothing flagged) before the
