@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from devices.owners import fleet_name
 from flightctl.api.resources import on_write
-from flightctl.tasks import enqueue
+from flightctl.tasks import enqueue, enqueue_once
 
 RENDER_BATCH = 1000  # devices per device-render-batch task
 
@@ -41,7 +41,9 @@ def device_written(device, *, created: bool, changed: list[str]) -> None:
         # flagged devices in pages, and also gives a new device its first render.
         if not device.owner_pending:  # an approval creates its device already flagged
             type(device).objects.filter(pk=device.pk).update(owner_pending=True)
-        enqueue("device-owner", _payload(device))
+        # One pass adopts every flagged device of the organization, so one task is queued
+        # per organization at a time, not one per device (flightctl.tasks.enqueue_once).
+        enqueue_once("device-owner", str(device.org_id), {"org_id": str(device.org_id)})
     # A fleet member's spec is the fleet's to render.
     if "spec" in changed and not created and fleet_name(device) is None:
         request_render(device)

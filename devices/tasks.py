@@ -2,7 +2,7 @@
 
 | task / job | when | does |
 |---|---|---|
-| `device-owner` | a device created or relabelled | the owner's adoption pass (devices.owners) |
+| `device-owner` | devices created or relabelled (one queued per organization) | adoption pass |
 | `device-render` | a standalone device's spec changed, an action, a reconnection | render it |
 | `device-render-batch` | many devices at once (e.g. resumed after a restore) | render them |
 | `device-connectivity` (periodic) | `connectivity_interval` | devices.health.check_connectivity |
@@ -28,8 +28,10 @@ from flightctl.tasks import handler, periodic, setting_interval
 
 @handler("device-owner")
 def match_device(payload: dict) -> None:
-    """A device was created or relabelled (and flagged ``owner_pending`` in that write's
-    transaction): run the adoption pass of its organization."""
+    """Devices were created or relabelled (and flagged ``owner_pending`` in those writes'
+    transactions): run the adoption pass of their organization. Queued with
+    ``enqueue_once`` (key: the organization), so it was released before this runs and a
+    device flagged meanwhile queues the next pass."""
     adopt_pending(payload["org_id"])
 
 

@@ -98,12 +98,14 @@ def adopt_pending(org_id) -> int:
     """The adoption pass: recompute the owner of every device of ``org_id`` created or
     relabelled since (``owner_pending``), a page at a time, and send each its spec.
 
-    A mass enrollment queues one ``device-owner`` task per new device. Handled one device at
-    a time, each task locked the fleet, dispatched one device and scanned the fleet's members
-    for pending renders: quadratic in the fleet's size (10,000 enrollments took 15 minutes to
-    render). Here the first task to run takes every flagged device, page by page, with one
-    ownership query per fleet, one dispatch and one render per page; the tasks queued behind
-    it find nothing left and end after one indexed query. A second worker blocks on the page
+    Handled one device at a time, each task of a mass enrollment locked the fleet,
+    dispatched one device and scanned the fleet's members for pending renders: quadratic in
+    the fleet's size (10,000 enrollments took 15 minutes to render). Here one pass takes
+    every flagged device, page by page, with one ownership query per fleet, one dispatch and
+    one render per page. One ``device-owner`` task is queued per organization at a time
+    (``enqueue_once``): a device flagged while a pass runs queues the next one, which finds
+    it if this pass has not (a duplicate delivery finds nothing left and ends after one
+    indexed query). A second worker blocks on the page
     being adopted and then finds those rows no longer flagged (PostgreSQL re-checks a locked
     row's condition), so no device is adopted twice or skipped. Returns how many devices
     were adopted.

@@ -173,6 +173,29 @@ class PeriodicJob(models.Model):
         return self.name
 
 
+class QueuedOnce(models.Model):
+    """A coalesced task is queued: at most one ``(name, key)`` task of :func:`flightctl.tasks.
+    enqueue_once` waits in the queue at a time (e.g. one adoption pass per organization,
+    however many devices its approvals flag).
+
+    The row is inserted with its task, in the transaction that asks for the work, and deleted
+    by the task's run before its handler starts (:func:`flightctl.tasks.release_once`). The
+    invariant that makes this safe (no request for work is lost) is written and enforced
+    there.
+    """
+
+    name = models.CharField(max_length=64)
+    key = models.CharField(max_length=128)
+    queued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "key"],
+                                               name="queuedonce_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.key}"
+
+
 class Checkpoint(models.Model):
     """Where a periodic consumer of the database left off, and the state it carries between
     runs (e.g. the alert exporter's active alerts and the time of the last event it read).

@@ -10,6 +10,10 @@ capped at 5 min) up to :data:`MAX_ATTEMPTS`; each failure records ``InternalTask
 last one ``InternalTaskPermanentlyFailed``. The delay uses the broker's visibility time (the
 ORM broker only hands out rows whose ``lock`` is in the past).
 
+**Coalesced tasks.** :func:`enqueue_once` queues a task only if no task of the same name and
+key is queued already (one adoption pass per organization, not one per device approved): see
+its docstring for why no request is lost.
+
 **Periodic jobs** are chains of ticks; see :class:`flightctl.models.PeriodicJob`.
 
 **Registration.** Each app registers its handlers and periodic jobs in its own ``tasks.py``
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
@@ -34,13 +39,16 @@ from django_q.tasks import async_task
 
 from flightctl.api.events import WORKER_ACTOR, WORKER_COMPONENT, record_event
 from flightctl.config import parse_duration
-from flightctl.models import DEFAULT_ORG_ID, PeriodicJob
+from flightctl.models import DEFAULT_ORG_ID, PeriodicJob, QueuedOnce
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 BASE_DELAY = 1.0
 MAX_DELAY = 300.0
+#: advisory lock class of coalesced tasks (the second key hashes the task's name and key);
+#: the two-key lock space is the one fleets.rollout's DISPATCH_LOCK (7241) uses too
+ONCE_LOCK = 7_242
 
 _HANDLERS: dict[str, Callable] = {}
 _PERIODIC: dict[str, PeriodicSpec] = {}
@@ -96,24 +104,99 @@ def _delay_broker(delay: float):
     return DelayedORM(list_key=Conf.CLUSTER_NAME)
 
 
-def enqueue(name: str, payload: dict | None = None, *, delay: float = 0, attempt: int = 0):
-    """Queue task ``name``; inside a transaction it is committed (or not) with it."""
+def enqueue(name: str, payload: dict | None = None, *, delay: float = 0, attempt: int = 0,
+            once: str | None = None):
+    """Queue task ``name``; inside a transaction it is committed (or not) with it. ``once``
+    is for :func:`enqueue_once` only."""
     options = {"task_name": name, "broker": _delay_broker(delay)} if delay else {
         "task_name": name}
-    return async_task("flightctl.tasks.execute", name, payload or {}, attempt,
+    extra = () if once is None else (once,)
+    return async_task("flightctl.tasks.execute", name, payload or {}, attempt, *extra,
                       q_options=options)
+
+
+def enqueue_once(name: str, key: str, payload: dict | None = None) -> bool:
+    """Queue task ``name`` for ``key`` unless one is queued already; True if this call queued
+    it. Call it in the transaction that writes what the task will look for (e.g. the flag of
+    a device to adopt), *after* that write.
+
+    **Invariant**: every write followed by ``enqueue_once(name, key)`` is seen by a run of the
+    ``(name, key)`` handler that starts after the write commits. The row of
+    :class:`~flightctl.models.QueuedOnce` says "a task is queued whose run will delete this
+    row and then run the handler"; this function inserts it, :func:`release_once` deletes it.
+
+    Why it holds, under READ COMMITTED. The insert takes a *shared* advisory lock on
+    ``(name, key)``, held until the writer's transaction ends; the release deletes the row
+    under the *exclusive* lock, in a transaction of its own that commits before the handler
+    starts. Writers never wait for each other on the lock, only for a release (which holds it
+    for one DELETE); once per pass, the writers that race to insert the row wait at the unique
+    index for the one that inserted it to commit. Either:
+
+    * the insert adds the row: the task is queued in the writer's transaction, so it runs
+      after the write commits; or
+    * the row is there (committed, or inserted by a concurrent writer that then commits; if
+      that one rolls back, the insert goes ahead as above). It was there after this writer
+      took its shared lock, so the release that deletes it cannot take the exclusive lock
+      before this writer's transaction ends (and one that held it earlier deleted an older
+      row, committed before this writer's lock was granted). That release's handler starts
+      after that, in statements whose snapshots see the write. Every row has a queued task
+      (inserted together), and every delivery of that task begins with a release and goes
+      on into the handler (if the handler fails, its retries are plain tasks that run it).
+
+    Without the shared lock the second case loses work: the writer sees the row, then a
+    release deletes it and the handler's pass ends (finding nothing flagged) before the
+    writer commits, and no task is left. A row lock instead (``ON CONFLICT DO UPDATE``)
+    would make every writer of the key wait for the previous one's commit.
+    """
+    with connection.cursor() as cursor:
+        # Raw SQL: the ORM has no insert that ignores the conflict *and* says whether the row
+        # was inserted, and the shared lock must be granted before the conflict check; one
+        # statement does both in one round trip (the lock's subquery yields the inserted row).
+        cursor.execute(
+            "INSERT INTO flightctl_queuedonce (name, key, queued_at)"
+            " SELECT %s, %s, now()"
+            " FROM (SELECT pg_advisory_xact_lock_shared(%s, %s)) AS held"
+            " ON CONFLICT (name, key) DO NOTHING RETURNING 1",
+            [name, key, ONCE_LOCK, _lock_key(name, key)])
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        enqueue(name, payload, once=key)
+    return inserted
+
+
+def _lock_key(name: str, key: str) -> int:
+    """The second key of ``(name, key)``'s advisory lock: a 32-bit hash (two keys that
+    collide only share a lock, which costs waits, never correctness)."""
+    value = zlib.crc32(f"{name}/{key}".encode())
+    return value - 2**32 if value >= 2**31 else value  # PostgreSQL's int4 is signed
+
+
+def release_once(name: str, key: str) -> None:
+    """Forget that task ``(name, key)`` is queued, before its handler runs (the next
+    :func:`enqueue_once` queues a new one); see :func:`enqueue_once` for why this order is
+    safe. Its own transaction: the delete must be committed (and the exclusive lock
+    released) before the handler starts."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Raw SQL: advisory locks have no ORM form. The lock waits for the transactions that
+        # found this row queued (shared holders) to end, so the handler sees their writes.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ONCE_LOCK, _lock_key(name, key)])
+        QueuedOnce.objects.filter(name=name, key=key).delete()
 
 
 def backoff(attempt: int) -> float:
     return min(MAX_DELAY, BASE_DELAY * 2**attempt)
 
 
-def execute(name: str, payload: dict, attempt: int = 0) -> None:
-    """Entry point of every task in a worker: run the handler, retry on failure."""
+def execute(name: str, payload: dict, attempt: int = 0, once: str | None = None) -> None:
+    """Entry point of every task in a worker: run the handler, retry on failure. ``once`` is
+    the key of a task queued by :func:`enqueue_once`, released before the handler runs (its
+    retries are plain tasks: each still runs the handler)."""
     func = _HANDLERS.get(name)
     if func is None:
         log.error("no handler for task %s; dropped", name)
         return
+    if once is not None:
+        release_once(name, once)
     try:
         func(payload)
     except Exception as exc:  # every failure is retried or reported, never lost

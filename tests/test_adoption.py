@@ -1,8 +1,9 @@
 """The adoption pass: devices created or relabelled are adopted by their fleet in pages.
 
-A mass enrollment queues one ``device-owner`` task per device; the first task to run adopts
-every flagged device (set-based: the statement count does not grow with the number of
-devices), each device gets exactly one first render, and the tasks behind it end at once.
+A mass enrollment queues one ``device-owner`` task per organization at a time
+(tests/test_adoption_queue.py); its pass adopts every flagged device (set-based: the
+statement count does not grow with the number of devices), each device gets exactly one first
+render, and a task delivered again ends at once.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def test_one_task_adopts_every_new_device_with_a_statement_count_independent_of_
             assert device.owner is None
             assert device.rendered_spec == {}
 
-    # The tasks queued behind the first find nothing left: one indexed read each.
+    # A task delivered again (or a pass right behind another) finds nothing left: one
+    # indexed read.
     assert adopt("dev-065") <= 3
 
 
