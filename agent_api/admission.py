@@ -28,9 +28,10 @@ and how late a periodic sleep of the event loop woke (what every request waits b
 handler even starts: TLS handshakes and parsing run in the loop, and a starved process
 wakes late). Over ``enrollment_latency_target`` the rate is cut by :data:`CUT`; under it,
 the rate grows by :data:`STEP` of the share; it never falls below :data:`FLOOR` of the share
-(a storm must progress) nor rises above the share. When no status report has come in for
-:data:`QUIET` seconds there is no connected device to protect and the rate climbs to the
-ceiling. The worst sample rather than a quantile: a second holds a dozen reports per process
+(a storm must progress) nor rises above the share. When no long-poll waits in the process
+and no status report has come in for :data:`QUIET` seconds, no connected device is there to
+protect (the storm's own load on the loop is not held against it) and the rate climbs to
+the ceiling. The worst sample rather than a quantile: a second holds a dozen reports per process
 at 500 devices, and the goal is on the tail (status p99 < 500 ms as the devices see it,
 which adds their own side of the connection to what is measured here, so the target is set
 well below it).
@@ -55,6 +56,7 @@ from collections import deque
 
 from django.conf import settings
 
+from agent_api.listener import listener
 from flightctl.api import outage
 from flightctl.api.errors import status_body
 
@@ -72,11 +74,14 @@ TICK = 0.05
 START = 0.2
 #: the floor, as a share of the ceiling: never zero, a storm must progress
 FLOOR = 0.1
-#: additive increase per window, as a share of the ceiling (+2.5/s a second at 50/s: from
-#: the start to the ceiling in 16 s when nothing is slow); multiplicative decrease
-STEP, CUT = 0.05, 0.7
-#: seconds without a status report after which nobody connected is waiting on this process
-QUIET = 5.0
+#: additive increase per window, as a share of the ceiling (+2/s a second at 50/s: from the
+#: start to the ceiling in 20 s when nothing is slow); multiplicative decrease. The signal
+#: trails the rate by a second or two (an admitted request's approval, signing, first
+#: handshakes and render follow it), so a faster rise overshoots before the first cut.
+STEP, CUT = 0.04, 0.7
+#: seconds without a status report after which, unless a long-poll waits here, nobody is
+#: connected to this process (after a rollout reports come in waves, seconds apart)
+QUIET = 30.0
 #: seconds without a new enrollment request after which the ticker stops
 IDLE = 10.0
 
@@ -95,7 +100,6 @@ class EnrollmentPace:
         self._window_ends = now + WINDOW
         self._worst = 0.0  # the window's slowest status report or loop wake-up, seconds
         self._reports = 0  # status reports in the window
-        self._last_report = now - QUIET  # nobody is known to be connected yet
         self._credit, self._credit_at = 1.0, now  # the first request starts at once
         #: (worst seconds or None when nobody was connected, new rate) of the last hour's
         #: adjustments, for tests; the lowest and highest rates and the cuts for the log
@@ -118,15 +122,15 @@ class EnrollmentPace:
 
     # -- the controller --------------------------------------------------------------------
 
-    def adjust(self, now: float) -> None:
-        """At the end of each window, move the rate on what the window saw."""
+    def adjust(self, now: float, connected: bool) -> None:
+        """At the end of each window, move the rate on what the window saw; ``connected``:
+        some device is connected to this process (the caller knows, see :class:`Admission`).
+        """
         if now < self._window_ends:
             return
         self._window_ends = now + WINDOW
-        if self._reports:
-            self._last_report = now
         worst, self._worst, self._reports = self._worst, 0.0, 0
-        if now - self._last_report >= QUIET:  # nobody connected here: as fast as allowed
+        if not connected:  # nobody to protect here: as fast as allowed
             worst = None
         if worst is not None and worst > self.target:
             self.rate = max(self.floor, self.rate * CUT)
@@ -159,13 +163,21 @@ class Admission:
         self.pace: EnrollmentPace | None = None
         self._paced: deque[asyncio.Future] = deque()  # new requests waiting for their start
         self._last_request = 0.0
+        self._last_report = -QUIET  # when this process last answered a status report
         #: calls answered 503 since the start (a figure for logs and tests)
         self.refused = 0
 
-    def status_report(self, seconds: float) -> None:
-        """The hot path's measurement of a status PUT: kept only while a storm is paced."""
+    def status_report(self, started: float, ended: float) -> None:
+        """The hot path's measurement of a status PUT (``time.monotonic`` when its handler
+        started and when its answer was sent): its time counts only while a storm is paced."""
+        self._last_report = ended
         if self.pace is not None:
-            self.pace.status_report(seconds)
+            self.pace.status_report(ended - started)
+
+    def connected(self, now: float) -> bool:
+        """Some device is connected to this process: a long-poll waits here, or a status
+        report came in lately (a device's two connections may reach two processes)."""
+        return bool(listener.waiters) or now - self._last_report < QUIET
 
     async def _start_paced(self) -> None:
         """Wait until this new request may start: in arrival order, at the pace's rate."""
@@ -192,7 +204,7 @@ class Admission:
                 now = time.monotonic()
                 pace.loop_lag(now - last - TICK)
                 last = now
-                pace.adjust(now)
+                pace.adjust(now, self.connected(now))
                 while self._paced and (self._paced[0].done() or pace.take(now)):
                     start = self._paced.popleft()
                     if not start.done():  # a cancelled waiter takes no turn

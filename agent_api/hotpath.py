@@ -88,7 +88,7 @@ class AgentApplication:
                 started = time.monotonic()
                 await _respond(send, put_status(scope, receive, match[1]))
                 # The connected devices' latency, which paces an enrollment storm.
-                admission.status_report(time.monotonic() - started)
+                admission.status_report(started, time.monotonic())
                 return
             if admission.applies(path):  # a bounded share for enrollment storms
                 await admission.run(_enrollment_application(self.django, scope), scope,

@@ -187,7 +187,7 @@ class Config:
     # process cuts its rate while its status reports (or its event loop's wake-ups) take
     # longer than this many milliseconds, and raises it while they do not (agent_api/
     # admission.py). Below the devices' goal (p99 < 500 ms), which includes their side.
-    enrollment_latency_target: int = 200
+    enrollment_latency_target: int = 150
 
     @property
     def disconnected_timeout_seconds(self) -> float:

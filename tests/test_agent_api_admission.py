@@ -84,12 +84,12 @@ def _storm_pace(share=50.0, target=0.2):
     return EnrollmentPace(share, target, now=0.0)
 
 
-def _window(pace, now: float, reports=(), lag=0.0) -> float:
+def _window(pace, now: float, reports=(), lag=0.0, connected=True) -> float:
     """One window of signal (status PUT times, the loop's worst lag), then its adjustment."""
     for seconds in reports:
         pace.status_report(seconds)
     pace.loop_lag(lag)
-    pace.adjust(now)
+    pace.adjust(now, connected)
     return pace.rate
 
 
@@ -124,16 +124,30 @@ def test_the_rate_grows_to_the_share_of_enrollment_rate_and_no_further():
     assert pace.rate == pace.highest == 50
 
 
-def test_with_no_connected_device_reporting_the_rate_climbs_to_the_ceiling_despite_lag():
+def test_with_no_connected_device_the_rate_climbs_to_the_ceiling_despite_the_loop_lag():
     """Nobody to protect: the loop's lag from the enrollments themselves does not hold the
-    storm back. A report seen again makes the lag count from then on."""
+    storm back. Once a device is connected, the lag counts."""
     from agent_api.admission import CUT
 
     pace = _storm_pace()
     for t in range(1, 40):
-        _window(pace, t, lag=0.5)
+        _window(pace, t, lag=0.5, connected=False)
     assert pace.rate == 50 and all(worst is None for worst, _ in pace.history)
-    assert _window(pace, 40, reports=[0.01], lag=0.5) == 50 * CUT
+    assert _window(pace, 40, lag=0.5) == 50 * CUT
+
+
+def test_a_process_counts_as_connected_while_a_long_poll_waits_or_reports_come_in(
+        monkeypatch):
+    from agent_api import admission as module
+    from agent_api.admission import QUIET, Admission
+
+    gate = Admission()
+    monkeypatch.setattr(module.listener, "waiters", {})
+    assert not gate.connected(1000.0)
+    gate.status_report(999.0, 999.01)  # outside a storm only its time is kept
+    assert gate.connected(1000.0) and not gate.connected(999.01 + QUIET)
+    monkeypatch.setattr(module.listener, "waiters", {"org/device": set()})
+    assert gate.connected(5000.0)
 
 
 def test_the_window_is_judged_once_per_second_and_requests_are_released_at_the_rate():
@@ -153,8 +167,8 @@ def test_the_window_is_judged_once_per_second_and_requests_are_released_at_the_r
 def test_the_latency_target_is_a_number_of_milliseconds_checked_at_start_up(tmp_path):
     from flightctl import config
 
-    loaded = config.load(tmp_path, environ={"FLIGHTCTL_ENROLLMENT_LATENCY_TARGET": "150"})
-    assert loaded.enrollment_latency_target == 150
-    assert config.Config().enrollment_latency_target == 200
+    loaded = config.load(tmp_path, environ={"FLIGHTCTL_ENROLLMENT_LATENCY_TARGET": "250"})
+    assert loaded.enrollment_latency_target == 250
+    assert config.Config().enrollment_latency_target == 150
     with pytest.raises(config.ConfigError, match="ENROLLMENT_LATENCY_TARGET"):
         config.load(tmp_path, environ={"FLIGHTCTL_ENROLLMENT_LATENCY_TARGET": "0"})
