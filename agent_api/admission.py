@@ -99,7 +99,6 @@ class EnrollmentPace:
         self.target = target_seconds
         self._window_ends = now + WINDOW
         self._worst = 0.0  # the window's slowest status report or loop wake-up, seconds
-        self._reports = 0  # status reports in the window
         self._credit, self._credit_at = 1.0, now  # the first request starts at once
         #: (worst seconds or None when nobody was connected, new rate) of the last hour's
         #: adjustments, for tests; the lowest and highest rates and the cuts for the log
@@ -111,7 +110,6 @@ class EnrollmentPace:
 
     def status_report(self, seconds: float) -> None:
         """A status PUT was answered in ``seconds`` (the hot path: no allocation)."""
-        self._reports += 1
         if seconds > self._worst:
             self._worst = seconds
 
@@ -129,7 +127,7 @@ class EnrollmentPace:
         if now < self._window_ends:
             return
         self._window_ends = now + WINDOW
-        worst, self._worst, self._reports = self._worst, 0.0, 0
+        worst, self._worst = self._worst, 0.0
         if not connected:  # nobody to protect here: as fast as allowed
             worst = None
         if worst is not None and worst > self.target:
