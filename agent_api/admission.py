@@ -226,14 +226,19 @@ class Admission:
         full."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(settings.FLIGHTCTL.enrollment_concurrency)
-        if self._slots.locked() and self.waiting >= settings.FLIGHTCTL.enrollment_queue:
+        new = scope.get("method") == "POST" and scope.get("path") == ENROLLMENT_PREFIX
+        # A call that would wait (for a slot, or a new request behind paced ones) counts
+        # against the queue's bound: a storm held at a slow pace is told to come back later
+        # rather than piling up connections here.
+        waits = self._slots.locked() or (new and bool(self._paced))
+        if waits and self.waiting >= settings.FLIGHTCTL.enrollment_queue:
             self.refused += 1
             await refuse((503, status_body(503, "too many enrollments at once; retry later"),
                           {"Retry-After": outage.retry_after()}))
             return
         self.waiting += 1
         try:
-            if scope.get("method") == "POST" and scope.get("path") == ENROLLMENT_PREFIX:
+            if new:
                 await self._start_paced()  # a new request; its polls and TPM answers are not
             await self._slots.acquire()
         finally:

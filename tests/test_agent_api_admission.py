@@ -78,6 +78,36 @@ def test_new_enrollment_requests_start_in_arrival_order_and_polls_are_not_paced(
     assert started == [("POST", 0), ("GET", 4), ("POST", 1), ("POST", 2), ("POST", 3)]
 
 
+def test_new_requests_waiting_for_their_pace_count_against_the_queue_bound(
+        settings, monkeypatch):
+    from agent_api import admission as module
+    from agent_api.admission import ENROLLMENT_PREFIX as PREFIX
+    from agent_api.admission import Admission
+
+    monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_rate", 10)  # 1 a second to start
+    monkeypatch.setattr(settings.FLIGHTCTL, "agent_api_workers", 2)
+    monkeypatch.setattr(settings.FLIGHTCTL, "enrollment_queue", 1)
+    monkeypatch.setattr(module, "IDLE", 0.1)
+    gate, started, refused = Admission(), [], []
+
+    async def application(scope, receive, send):
+        started.append(scope["n"])
+
+    async def refuse(answer):
+        refused.append(answer[0])
+
+    async def storm():
+        await asyncio.gather(*(gate.run(application, {"method": "POST", "path": PREFIX,
+                                                      "n": n}, None, None, refuse)
+                               for n in range(3)))
+        while gate.pace is not None:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(storm())
+    # the first starts at once, the second waits for its turn, the third is told to retry
+    assert started == [0, 1] and refused == [503] and gate.refused == 1
+
+
 def _storm_pace(share=50.0, target=0.2):
     from agent_api.admission import EnrollmentPace
 
