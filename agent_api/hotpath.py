@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -84,7 +85,10 @@ class AgentApplication:
                 await _respond(send, rendered(scope, match[1]))
                 return
             if scope["method"] == "PUT" and (match := STATUS_PATH.match(path)):
+                started = time.monotonic()
                 await _respond(send, put_status(scope, receive, match[1]))
+                # The connected devices' latency, which paces an enrollment storm.
+                admission.status_report(started, time.monotonic())
                 return
             if admission.applies(path):  # a bounded share for enrollment storms
                 await admission.run(_enrollment_application(self.django, scope), scope,

@@ -113,7 +113,8 @@ class Bench:
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
                "FLIGHTCTL_AGENT_API_WORKERS": str(self.args.agent_api_workers),
                "FLIGHTCTL_TASK_WORKERS": str(self.args.task_workers)}
-        for name in ("enrollment_concurrency", "enrollment_queue", "enrollment_rate"):
+        for name in ("enrollment_concurrency", "enrollment_queue", "enrollment_rate",
+                     "enrollment_latency_target", "log_level"):
             if getattr(self.args, name, None) is not None:
                 env[f"FLIGHTCTL_{name.upper()}"] = str(getattr(self.args, name))
         env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -498,6 +499,11 @@ def main(argv=None) -> int:
                         help="the server's enrollment_rate (new requests a second, paced)")
     parser.add_argument("--enrollment-queue", type=int,
                         help="the server's enrollment_queue (admission control)")
+    parser.add_argument("--enrollment-latency-target", type=int,
+                        help="the server's enrollment_latency_target (ms; adaptive pacing)")
+    parser.add_argument("--log-level",
+                        help="the server's log_level (default warning; info shows each "
+                             "process's enrollment pacing at the end of a storm)")
     args = parser.parse_args(argv)
     args.agent_api_workers = args.agent_api_workers or max(
         2, math.ceil((args.devices + args.storm) / DEVICES_PER_AGENT_API_WORKER))

@@ -183,6 +183,11 @@ class Config:
     # goal's rate (100/s); a small host keeps its connected devices' tails with less (on 2
     # shared cores, 20).
     enrollment_rate: int = 100
+    # The pace of new enrollment requests adapts, up to enrollment_rate: each agent API
+    # process cuts its rate while its status reports (or its event loop's wake-ups) take
+    # longer than this many milliseconds, and raises it while they do not (agent_api/
+    # admission.py). Below the devices' goal (p99 < 500 ms), which includes their side.
+    enrollment_latency_target: int = 150
 
     @property
     def disconnected_timeout_seconds(self) -> float:
@@ -281,6 +286,8 @@ def _validate(config: Config, problems: list[str]) -> None:
                         "least 0")
     if config.enrollment_rate < 1:
         problems.append("enrollment_rate must be at least 1 (new enrollment requests a second)")
+    if config.enrollment_latency_target < 1:
+        problems.append("enrollment_latency_target must be at least 1 (milliseconds)")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         problems.append("tls_cert_file and tls_key_file must be given together")
     if bool(config.ca_cert_file) != bool(config.ca_key_file):
