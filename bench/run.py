@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import requests
 from flightctl_agent.simulator.stats import diff, merge, summarize
@@ -104,10 +105,17 @@ class Bench:
     # -- the run ---------------------------------------------------------------------------
 
     def start_server(self):
+        from flightctl.cli.server import connections_needed
+        from flightctl.config import Config
         from flightctl.database import EmbeddedPostgres
 
         self.db = EmbeddedPostgres(self.work / "data")
-        self.db_url = self.db.start()
+        # The server below uses this database as an external one, so it cannot raise
+        # max_connections itself: room for its processes here (PostgreSQL's default of 100
+        # ran out at 12 agent API processes: approvals answered 503, adoption stalled).
+        self.db_url = self.db.start(connections=connections_needed(SimpleNamespace(
+            agent_api_workers=self.args.agent_api_workers, workers=2, threads=Config.threads,
+            task_workers=self.args.task_workers)))
         self.port, self.agent_port = free_port(), free_port()
         env = {"FLIGHTCTL_DATA_DIR": str(self.work / "data"),
                "FLIGHTCTL_DATABASE_URL": self.db_url, "FLIGHTCTL_LOG_LEVEL": "warning",
