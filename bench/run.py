@@ -213,13 +213,7 @@ class Bench:
         self.simulators += processes
 
         def storm_stats() -> dict:
-            snapshots = []
-            for path in stats_files:
-                try:
-                    snapshots.append(json.loads(path.read_text()))
-                except (OSError, ValueError):
-                    continue
-            return merge(snapshots)
+            return _merged(stats_files)
 
         def enrolled():
             for k, process in enumerate(processes):
@@ -308,13 +302,7 @@ class Bench:
                                    f"{self.work / f'simulator-{index}.log'}")
 
     def stats(self) -> dict:
-        snapshots = []
-        for path in self.stats_files:
-            try:
-                snapshots.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue
-        return merge(snapshots)
+        return _merged(self.stats_files)
 
     def summary(self) -> dict:
         response = self.api.get(f"{self.base}/api/v1/devices", params={
@@ -449,6 +437,18 @@ class Bench:
                 process.wait(120)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _merged(stats_files: list[Path]) -> dict:
+    """One snapshot of the simulators writing ``stats_files`` (a file not written yet, or
+    caught mid-write, counts as none)."""
+    snapshots = []
+    for path in stats_files:
+        try:
+            snapshots.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return merge(snapshots)
 
 
 def _listening(port: int) -> bool:
