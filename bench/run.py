@@ -333,8 +333,15 @@ class Bench:
                 raise RuntimeError(f"{stats['enroll_failed']} devices gave up enrolling: "
                                    f"{stats.get('error_samples')}")
             return stats.get("enrolled", 0) >= n
+        # The connected devices' calls while the second half of the fleet enrolls: the tail of
+        # a fleet that is (re-)enrolling, which the latency goals include.
+        wait_for(f"{n // 2} enrollments", lambda: enrolled() or self.stats().get(
+            "enrolled", 0) >= n // 2, args.enroll_timeout, 2)
+        half, half_at, half_cpu = self.stats(), time.monotonic(), self.cpu_by_role(split=True)
         wait_for(f"{n} enrollments", enrolled, args.enroll_timeout, 2)
         self.report["enroll_seconds"] = round(time.monotonic() - started, 1)
+        self.report["during_enrollment"] = self.window_since(half, half_at, half_cpu)
+        self.save()
         # Every device has its first rendered spec (a new device's fleet membership and first
         # render are queued tasks that trail a mass enrollment) and reports it.
         wait_for("every device's first render",
@@ -345,7 +352,9 @@ class Bench:
         # Steady state: every device has its long-poll open and reports on its interval.
         time.sleep(min(args.status_interval, 30))
         self.report["steady_state"] = self.steady_window()
+        self.save()
         self.report.update(self.rollout("version 2\n"))
+        self.save()
         if args.consoles:
             # The same window and a second rollout with console sessions open and carrying
             # traffic: the figures to compare with the ones above.
@@ -358,11 +367,8 @@ class Bench:
             self.report["consoles"] = load.stop()
         if args.storm:
             self.report["storm"] = self.storm()
-        final = self.stats()
-        self.report["simulator"] = {"enrolled": final.get("enrolled"),
-                                    "errors_total": final.get("errors_total"),
-                                    "error_samples": final.get("error_samples"),
-                                    "operations": summarize(final.get("ops", {}))}
+            self.save()
+        self.report["simulator"] = self.simulator_totals()
         sampler.running = False
         self.report["peak_rss_mb"] = {k: round(v / 2**20) for k, v in sampler.peaks.items()}
         self.stop_simulator()
@@ -394,11 +400,19 @@ class Bench:
         cpu_before, before = self.cpu_by_role(), self.stats()
         self.create_fleet(content)
 
-        def converged():
+        def received() -> int:
             arrivals = (self.stats().get("arrivals") or {}).values()
-            received = sum(1 for _, at in arrivals if at >= changed_wall)
-            return received >= self.args.devices and self.all_up_to_date()
-        wait_for("rollout convergence", converged, self.args.rollout_timeout, 1)
+            return sum(1 for _, at in arrivals if at >= changed_wall)
+        try:
+            wait_for("rollout convergence",
+                     lambda: received() >= self.args.devices and self.all_up_to_date(),
+                     self.args.rollout_timeout, 1)
+        except (Exception, SystemExit, KeyboardInterrupt):
+            # How far it got, and the tail until then, for the report of a stopped run.
+            self.report["rollout_unfinished"] = {
+                "received_new_version": received(),
+                **self.window_since(before, changed)}
+            raise
         elapsed = time.monotonic() - changed
         # What every device's calls saw meanwhile (the status tail across a fleet-wide change).
         window = diff(self.stats(), before)
@@ -410,6 +424,35 @@ class Bench:
                     for role, seconds in self.cpu_by_role().items()},
                 "rendered_delivery": measure.delivery_ms(
                     self.db_url, self.stats().get("arrivals") or {})}
+
+    def window_since(self, before: dict, since: float, cpu: dict | None = None) -> dict:
+        """What the devices' calls saw from the ``before`` statistics until now (and the CPU
+        cores each role used meanwhile, given its CPU seconds by role then)."""
+        now_stats, elapsed = self.stats(), time.monotonic() - since
+        window = diff(now_stats, before)
+        cores = ({"cpu_cores_by_role": {role: round((seconds - cpu[role]) / elapsed, 3)
+                                        for role, seconds in self.cpu_by_role(split=True).items()
+                                        if role in cpu}} if cpu else {})
+        return {"seconds": round(elapsed, 1), **cores,
+                "from_devices": before.get("enrolled", 0),
+                "to_devices": now_stats.get("enrolled", 0),
+                "enrollments_per_second": round(
+                    (now_stats.get("enrolled", 0) - before.get("enrolled", 0)) / elapsed, 1),
+                "errors": sum(op["errors"] for op in window.values()),
+                "operations": summarize(window, elapsed)}
+
+    def simulator_totals(self) -> dict:
+        """The simulators' counts and latencies over the whole run so far."""
+        final = self.stats()
+        return {"enrolled": final.get("enrolled"), "errors_total": final.get("errors_total"),
+                "error_samples": final.get("error_samples"),
+                "operations": summarize(final.get("ops", {}))}
+
+    def save(self) -> None:
+        """Write the report so far to ``--output``: a long run stopped by its deadline, a
+        signal or a crash of this process still leaves what it measured."""
+        if self.args.output:
+            _write_atomically(Path(self.args.output), json.dumps(self.report, indent=2))
 
     def steady_window(self) -> dict:
         """Rates, latencies and server CPU over one ``--window``."""
@@ -524,8 +567,16 @@ def main(argv=None) -> int:
     try:
         report = bench.run()
         code = 0
-    except Exception as exc:  # noqa: BLE001 - report what was measured, and why it stopped
-        report, code = {**bench.report, "failed": str(exc)}, 1
+    # Report what was measured, and why it stopped: a failure, or SIGTERM / Ctrl-C (`make
+    # bench` runs under `timeout`), which would otherwise end the run without any report.
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
+        stopped = (f"stopped by signal ({exc.code})" if isinstance(exc, SystemExit)
+                   else "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+        report, code = {**bench.report, "failed": stopped}, 1
+        try:
+            report.setdefault("simulator", bench.simulator_totals())
+        except Exception:  # noqa: BLE001 - the simulators' files may not exist yet
+            pass
     finally:
         bench.stop_all()
         if getattr(bench, "db", None) is not None:
@@ -540,7 +591,13 @@ def write_report(report: dict, output: str | None) -> None:
     text = json.dumps(report, indent=2)
     print(text)
     if output:
-        Path(output).write_text(text + "\n")
+        _write_atomically(Path(output), text)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
