@@ -19,10 +19,12 @@ MIDDLEWARE = ["agent_api.middleware.AgentMiddleware"]
 # beyond it wait for a connection rather than fanning out into more PostgreSQL backends than
 # the machine has cores to run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-# With a pool, a health check is one empty round trip when a connection is handed out: after
-# a database restart each pooled connection is found broken there and replaced, instead of
-# failing the request it was handed to, seconds or minutes later (docs/reliability.md).
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# With a pool, each connection is checked when it is handed out: after a database restart
+# each pooled connection is found broken there and replaced, instead of failing the request it
+# was handed to (docs/reliability.md). Django's CONN_HEALTH_CHECKS would make that check an
+# empty round trip on every request; the engine below looks at the socket instead.
+DATABASES["default"]["ENGINE"] = "agent_api.dbengine"
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}),
     # A request waits at most 10 s for one: after a database restart the pool reconnects with

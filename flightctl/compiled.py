@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connections
+from django.db import connections, transaction
 
 #: placeholder values no real lookup uses, to find their positions in the compiled parameters
 _ORG = uuid.UUID("5e471ae1-0000-4000-8000-00000000c0de")
@@ -54,7 +54,11 @@ class CompiledLookup:
             if self._compiled is None:
                 queryset = self._build(_ORG, _NAME)[:1]
                 compiler = queryset.query.get_compiler(queryset.db)
-                sql, params = compiler.as_sql()  # also sets up select, klass_info, ...
+                # In a transaction: Django refuses to compile a locking read (FOR UPDATE)
+                # outside one, and the compiled SQL may be sent with its own BEGIN. Nothing is
+                # sent to the database here.
+                with transaction.atomic(using=queryset.db):
+                    sql, params = compiler.as_sql()  # also sets up select, klass_info, ...
                 slots = {i: key for i, value in enumerate(params)
                          for key, marker in (("org", _ORG), ("name", _NAME))
                          if value == marker or value == str(marker)}
@@ -74,7 +78,9 @@ class CompiledLookup:
                     model_columns=columns, annotations=dict(compiler.annotation_col_map or {}))
             return self._compiled
 
-    def first(self, org_id, name: str):
+    def first(self, org_id, name: str, prefix: str = ""):
+        """The instance, or None. ``prefix``: one statement sent in the same round trip ahead
+        of the query (``BEGIN``: devices.services' status write)."""
         compiled = self._compile()
         values = {"org": uuid.UUID(str(org_id)), "name": name}
         run = list(compiled.params)
@@ -82,7 +88,11 @@ class CompiledLookup:
             run[index] = values[key]
         connection = connections[compiled.db]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, run)
+            if prefix:
+                cursor.execute(f"{prefix}; {compiled.sql}", run)
+                cursor.nextset()  # the prefix's result, then the query's
+            else:
+                cursor.execute(compiled.sql, run)
             row = cursor.fetchone()
         if row is None:
             return None

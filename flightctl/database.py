@@ -106,3 +106,26 @@ def _process_exists(pid: int) -> bool:
 def with_database(url: str, database: str) -> str:
     parsed = urlparse(url)
     return urlunparse(parsed._replace(path=f"/{database}"))
+
+
+def check_pooled_connection(conn: psycopg.Connection) -> None:
+    """The connection pool's check of a connection it is about to hand out, without a round
+    trip: psycopg_pool's own check (which ``CONN_HEALTH_CHECKS`` turns on) sends an empty
+    query each time, one more round trip on every request of the agent API. An idle
+    connection's socket has nothing to read, because PostgreSQL speaks only when asked, except
+    to say goodbye: a restart, a terminated backend, ``idle_session_timeout`` or a killed
+    server leave an error message or end-of-file there. So the socket is polled, and only a
+    connection with something waiting gets the full check, which raises if it is broken (the
+    pool then replaces it). A network that silently stops delivering is caught by neither
+    check at once; the request's own timeouts handle it, as before."""
+    import select
+
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the pooled connection is closed")
+    # poll, not select: at fleet scale the process's descriptors go far beyond FD_SETSIZE
+    waiting = select.poll()
+    waiting.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if waiting.poll(0):
+        from psycopg_pool import ConnectionPool
+
+        ConnectionPool.check_connection(conn)
