@@ -326,19 +326,18 @@ class Bench:
         sampler.start()
         self.start_simulator()
 
-        def enrolled():
+        def enrolled() -> int:
             self.check_simulators()
             stats = self.stats()
             if stats.get("enroll_failed"):
                 raise RuntimeError(f"{stats['enroll_failed']} devices gave up enrolling: "
                                    f"{stats.get('error_samples')}")
-            return stats.get("enrolled", 0) >= n
+            return stats.get("enrolled", 0)
         # The connected devices' calls while the second half of the fleet enrolls: the tail of
         # a fleet that is (re-)enrolling, which the latency goals include.
-        wait_for(f"{n // 2} enrollments", lambda: enrolled() or self.stats().get(
-            "enrolled", 0) >= n // 2, args.enroll_timeout, 2)
+        wait_for(f"{n // 2} enrollments", lambda: enrolled() >= n // 2, args.enroll_timeout, 2)
         half, half_at, half_cpu = self.stats(), time.monotonic(), self.cpu_by_role(split=True)
-        wait_for(f"{n} enrollments", enrolled, args.enroll_timeout, 2)
+        wait_for(f"{n} enrollments", lambda: enrolled() >= n, args.enroll_timeout, 2)
         self.report["enroll_seconds"] = round(time.monotonic() - started, 1)
         self.report["during_enrollment"] = self.window_since(half, half_at, half_cpu)
         self.save()

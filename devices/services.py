@@ -130,8 +130,6 @@ def touch_last_seen(org_id, name: str, *, delivered: bool = False) -> None:
         Device.objects.filter(org_id=org_id, name=name).update(last_seen=timezone.now())
 
 
-_IDLE = TransactionStatus.IDLE
-
 #: members the agent may report but whose ``Unknown`` means "no news": the stored value stays
 _KEEP_WHEN_UNKNOWN = ("applicationsSummary", "integrity")
 #: members only the service writes; whatever the agent sends for them is ignored
@@ -236,7 +234,7 @@ def _rollback() -> None:
     (a broken connection has none to end, and its own error is the one to report)."""
     try:
         if connection.connection is not None and \
-                connection.connection.info.transaction_status != _IDLE:
+                connection.connection.info.transaction_status != TransactionStatus.IDLE:
             with connection.cursor() as cursor:
                 cursor.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - the caller's error, if any, is the one that matters

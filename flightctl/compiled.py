@@ -57,7 +57,7 @@ class CompiledLookup:
                 # In a transaction: Django refuses to compile a locking read (FOR UPDATE)
                 # outside one, and the compiled SQL may be sent with its own BEGIN. Nothing is
                 # sent to the database here.
-                with transaction.atomic(using=queryset.db):
+                with transaction.atomic(using=queryset.db, savepoint=False):
                     sql, params = compiler.as_sql()  # also sets up select, klass_info, ...
                 slots = {i: key for i, value in enumerate(params)
                          for key, marker in (("org", _ORG), ("name", _NAME))

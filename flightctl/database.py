@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -118,8 +119,6 @@ def check_pooled_connection(conn: psycopg.Connection) -> None:
     connection with something waiting gets the full check, which raises if it is broken (the
     pool then replaces it). A network that silently stops delivering is caught by neither
     check at once; the request's own timeouts handle it, as before."""
-    import select
-
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the pooled connection is closed")
     # poll, not select: at fleet scale the process's descriptors go far beyond FD_SETSIZE
