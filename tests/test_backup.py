@@ -155,9 +155,9 @@ def test_an_unreachable_database_is_one_line_for_backup_and_restore(tmp_path, ow
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
-def test_only_failures_that_say_they_are_temporary_are_waited_for():
-    # psycopg's words when the resolver answers EAI_AGAIN (podman's name server reloading)
-    # and when the name does not exist: the first is retried, the second fails at once.
+def test_only_failures_that_may_pass_are_waited_for():
+    # psycopg's words when the resolver answers EAI_AGAIN or EAI_NONAME (both seen from
+    # podman's name server while it reloads) are retried; a refused connection fails at once.
     from flightctl.backup import _transient
 
     again = psycopg.OperationalError(
@@ -166,4 +166,4 @@ def test_only_failures_that_say_they_are_temporary_are_waited_for():
         "failed to resolve host 'flightctl-db': [Errno -2] Name or service not known")
     refused = psycopg.OperationalError('connection failed: connection to server at '
                                        '"127.0.0.1", port 1 failed: Connection refused')
-    assert _transient(again) and not _transient(unknown) and not _transient(refused)
+    assert _transient(again) and _transient(unknown) and not _transient(refused)

@@ -137,7 +137,9 @@ def test_two_sessions_at_once_are_independent(server, device, cli_env):
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(_listed(server, device.name)) == 1, 60, what="first session")
+        wait_for(lambda: len(_listed(server, device.name)) == 1 or first.poll() is not None,
+                 60, what="first session")
+        assert first.poll() is None, f"the first CLI ended: {first.communicate()}"
         second = console(cli_env, f"device/{device.name}", "--", "sh", "-c",
                          f"echo second-$$; touch {marker}")
         assert second.returncode == 0, second.stderr
@@ -150,17 +152,21 @@ def test_two_sessions_at_once_are_independent(server, device, cli_env):
     assert out.strip() == "first-done"
 
 
-def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device, cli_env):
+def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device, cli_env,
+                                                                 tmp_path):
     """Both clients killed mid-session (no close from either): the server notices, the
     session leaves the device and is recorded closed. (Server processes dying with both ends:
     tests/test_console_sessions.py.)"""
     import signal
 
+    errors = tmp_path / "cli.err"
     user = subprocess.Popen([FLIGHTCTL, "console", f"device/{device.name}", "--", "sleep", "90"],
                             env=cli_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=errors.open("w"))
     try:
-        wait_for(lambda: len(_listed(server, device.name)) == 1, 60, what="the session")
+        wait_for(lambda: len(_listed(server, device.name)) == 1 or user.poll() is not None, 60,
+                 what="the session")
+        assert user.poll() is None, f"the CLI ended: {errors.read_text()}"
         wait_for(lambda: "sleep 90" in _events_text(server, device.name), 30, what="opened")
         device.crash()
         user.send_signal(signal.SIGKILL)
