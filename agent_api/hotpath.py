@@ -306,6 +306,7 @@ async def rendered(scope, name: str) -> Answer:
                     # A console session to hand over: cleared before the read, so a session
                     # opened meanwhile is either in this answer or flags the next poll.
                     await agent_db.take_console_pending(org, name)
+                    log.info("console sessions of device %s handed to its long-poll", name)
                     return await _rendered_answer(org, name)
                 if awaiting and known is not None:
                     # The first call after a database restore: settle the device (paused if

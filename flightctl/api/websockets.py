@@ -147,8 +147,12 @@ class WebSocket:
         return in_thread(function, *args)
 
     async def deny(self, code: int, message: str) -> None:
-        """Answer the upgrade request with ``code`` and a ``Status`` body instead."""
-        await deny(self.scope, self._send, code, message, browser=self.browser)
+        """Answer the upgrade request with ``code`` and a ``Status`` body instead; a client
+        that has gone meanwhile (uvicorn's ClientDisconnected, an OSError) gets nothing."""
+        try:
+            await deny(self.scope, self._send, code, message, browser=self.browser)
+        except OSError:
+            log.info("WebSocket %s: the client left before its %d", self.scope["path"], code)
 
     async def accept(self, subprotocol: str | None = None) -> None:
         await self._send(_accept(subprotocol))

@@ -137,9 +137,7 @@ def test_two_sessions_at_once_are_independent(server, device, cli_env):
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(_listed(server, device.name)) == 1 or first.poll() is not None,
-                 60, what="first session")
-        assert first.poll() is None, f"the first CLI ended: {first.communicate()}"
+        _wait_listed(server, device.name, first, lambda: first.communicate()[1])
         second = console(cli_env, f"device/{device.name}", "--", "sh", "-c",
                          f"echo second-$$; touch {marker}")
         assert second.returncode == 0, second.stderr
@@ -164,9 +162,7 @@ def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device,
                             env=cli_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=errors.open("w"))
     try:
-        wait_for(lambda: len(_listed(server, device.name)) == 1 or user.poll() is not None, 60,
-                 what="the session")
-        assert user.poll() is None, f"the CLI ended: {errors.read_text()}"
+        _wait_listed(server, device.name, user, errors.read_text)
         wait_for(lambda: "sleep 90" in _events_text(server, device.name), 30, what="opened")
         device.crash()
         user.send_signal(signal.SIGKILL)
@@ -181,6 +177,19 @@ def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device,
 
 def _events_text(server, name: str) -> str:
     return " ".join(e["message"] for e in _events(server, name))
+
+
+def _wait_listed(server, name: str, cli: subprocess.Popen, cli_errors) -> None:
+    """Wait for the session ``cli`` opens to be listed on the device; a CLI that ends first
+    fails with what it printed, a timeout with what the server logged of consoles."""
+    try:
+        wait_for(lambda: len(_listed(server, name)) == 1 or cli.poll() is not None, 60,
+                 what="the session")
+    except AssertionError as exc:
+        log = (server.data_dir.parent / "server.log").read_text()
+        lines = [line for line in log.splitlines() if "console" in line]
+        raise AssertionError(f"{exc}; the server's console lines: {lines[-20:]}") from None
+    assert cli.poll() is None, f"the CLI ended ({cli.returncode}): {cli_errors()}"
 
 
 def _listed(server, name: str) -> list:
