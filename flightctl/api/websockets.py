@@ -233,6 +233,7 @@ class UserApplication:
         try:
             user, org_id = await in_thread(authorize, scope, resource)
         except ApiError as exc:
+            log.info("WebSocket %s refused: %d %s", scope["path"], exc.status_code, exc.message)
             await deny(scope, send, exc.status_code, exc.message, browser=browser)
             return
         socket = WebSocket(scope, receive, send, user, org_id, browser)
