@@ -39,7 +39,11 @@ head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password"
 uid=$(podman run --rm --entrypoint id "$image" -u 2>/dev/null)
 chown "$uid" "$dir/server.key" "$dir/password"
 chmod 0600 "$dir/server.key" "$dir/password"
-podman network create --subnet "$subnet" "$network" >/dev/null
+# Without a name server: the server is reached by its address, and a network with DNS makes
+# podman reconfigure aardvark-dns, which (podman 4.3, aardvark-dns 1.4) then sometimes stopped
+# answering for the deployment's network too: the guide's next step could not resolve
+# flightctl-db for 15 s and more (seen twice in a row on 2026-12-04).
+podman network create --disable-dns --subnet "$subnet" "$network" >/dev/null
 podman run -d --name "$name" --network "$network" --ip "$address" \
   -v "$name:/var/lib/postgresql/data:Z" -v "$dir:/tls:ro,z" \
   -e POSTGRES_PASSWORD_FILE=/tls/password -e POSTGRES_DB=unused "$image" >/dev/null 2>&1
