@@ -91,12 +91,11 @@ TRANSIENT_WAIT = 15.0
 
 def _transient(exc: psycopg.OperationalError) -> bool:
     """A failure that may pass within :data:`TRANSIENT_WAIT`: the host name not resolvable
-    (podman's name server answers nothing, ``EAI_AGAIN``, or even "no such name",
-    ``EAI_NONAME``, for a moment while it reloads after a container of its network stops,
-    which is where a guide's backup runs: both were seen with podman 4.3's aardvark-dns) or
-    a server that is starting up or shutting down. A name that really does not exist
-    therefore fails after the wait, with the same one line. Refused connections and wrong
-    passwords fail at once."""
+    (``EAI_AGAIN``, and ``EAI_NONAME`` too: podman's name server has answered both for a
+    container of its network that was running, while it reconfigured after containers and
+    networks came and went) or a server that is starting up or shutting down. A name that
+    really does not exist therefore fails after the wait, with the same one line. Refused
+    connections and wrong passwords fail at once."""
     return (any(f"[Errno {code}]" in str(exc) for code in (socket.EAI_AGAIN, socket.EAI_NONAME))
             or getattr(exc, "sqlstate", None) == "57P03")  # cannot_connect_now
 

@@ -157,7 +157,7 @@ def test_an_unreachable_database_is_one_line_for_backup_and_restore(tmp_path, ow
 
 def test_only_failures_that_may_pass_are_waited_for():
     # psycopg's words when the resolver answers EAI_AGAIN or EAI_NONAME (both seen from
-    # podman's name server while it reloads) are retried; a refused connection fails at once.
+    # podman's name server for a running container) are retried; a refused one fails at once.
     from flightctl.backup import _transient
 
     again = psycopg.OperationalError(

@@ -89,7 +89,6 @@ async def device_console(socket: WebSocket, name: str) -> None:
             socket.org_id, name, metadata, actor=actor_of(socket.user), bridge=address,
             session_id=uuid.UUID(session_id), stale_after=sessions.STALE_FACTOR * timeout))
     except ApiError as exc:
-        log.info("console on device %s refused: %d %s", name, exc.status_code, exc.message)
         bridge.listener.forget(session_id)
         await socket.deny(exc.status_code, exc.message)
         return

@@ -189,6 +189,10 @@ def close_reason(text: str) -> str:
 
 
 async def deny(scope, send, code: int, message: str, *, browser: bool = False) -> None:
+    """Refuse the upgrade with ``code`` and ``message`` (a ``Status`` body, or a close code
+    for a browser or a server without the HTTP-response extension); every refusal is logged
+    here, whichever route or check made it."""
+    log.info("WebSocket %s refused: %d %s", scope["path"], code, message)
     if browser:
         offered = scope.get("subprotocols") or []
         await send(_accept(offered[0] if offered else None))
@@ -233,7 +237,6 @@ class UserApplication:
         try:
             user, org_id = await in_thread(authorize, scope, resource)
         except ApiError as exc:
-            log.info("WebSocket %s refused: %d %s", scope["path"], exc.status_code, exc.message)
             await deny(scope, send, exc.status_code, exc.message, browser=browser)
             return
         socket = WebSocket(scope, receive, send, user, org_id, browser)

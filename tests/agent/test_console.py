@@ -158,9 +158,10 @@ def test_a_session_ends_when_the_user_and_the_device_die_at_once(server, device,
     import signal
 
     errors = tmp_path / "cli.err"
-    user = subprocess.Popen([FLIGHTCTL, "console", f"device/{device.name}", "--", "sleep", "90"],
-                            env=cli_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=errors.open("w"))
+    with errors.open("w") as stderr:  # the CLI holds its own copy of the descriptor
+        user = subprocess.Popen([FLIGHTCTL, "console", f"device/{device.name}", "--", "sleep",
+                                 "90"], env=cli_env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         _wait_listed(server, device.name, user, errors.read_text)
         wait_for(lambda: "sleep 90" in _events_text(server, device.name), 30, what="opened")
