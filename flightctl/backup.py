@@ -85,8 +85,12 @@ def client_tool(name: str, server_major: int) -> str:
     return (same or usable[-1:])[0][1]
 
 
-#: how long a backup or restore waits for a database that is only briefly unreachable
-TRANSIENT_WAIT = 15.0
+#: how long a backup or restore waits for a database that is only briefly unreachable. Long
+#: enough for two name lookups that hang: after containers of its network stopped, podman's
+#: name server (aardvark-dns 1.4, Debian 12) has left a single lookup unanswered for 40 s
+#: before the resolver gave up, and the next one for 20 s more (measured 2026-12-05; CI's
+#: backup of the deployment guide failed after one such lookup with a 15 s wait).
+TRANSIENT_WAIT = 90.0
 
 
 def _transient(exc: psycopg.OperationalError) -> bool:

@@ -39,10 +39,9 @@ head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password"
 uid=$(podman run --rm --entrypoint id "$image" -u 2>/dev/null)
 chown "$uid" "$dir/server.key" "$dir/password"
 chmod 0600 "$dir/server.key" "$dir/password"
-# Without a name server: the server is reached by its address, and a network with DNS makes
-# podman reconfigure aardvark-dns, which (podman 4.3, aardvark-dns 1.4) then sometimes stopped
-# answering for the deployment's network too: the guide's next step could not resolve
-# flightctl-db for 15 s and more (seen twice in a row on 2026-12-04).
+# Without a name server: the server is reached by its address. (What broke the guide's step
+# 11 on 2026-12-04 was not this network but podman's name server after the step stopped two
+# of the deployment's containers: flightctl/backup.py, TRANSIENT_WAIT.)
 podman network create --disable-dns --subnet "$subnet" "$network" >/dev/null
 podman run -d --name "$name" --network "$network" --ip "$address" \
   -v "$name:/var/lib/postgresql/data:Z" -v "$dir:/tls:ro,z" \
